@@ -1,0 +1,105 @@
+# Hybrid ML orchestration patterns: one entry point for people, tests and CI.
+# Every target bootstraps what it needs on a machine with only python3 and make:
+# uv (into .tools/ if it is not on PATH), then the lock-pinned environment of the
+# piece it runs, then the local stack if a pattern needs it.
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+
+# ---- tools -------------------------------------------------------------------
+UV_VERSION ?= 0.13.9
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(ROOT)/.tools/bin/uv)
+export UV_PYTHON_DOWNLOADS ?= never
+export UV_NO_PROGRESS ?= 1
+
+# ---- local stack: ports and keys (environment wins) ----------------------------
+export STACK_STATE_DIR ?= $(ROOT)/.state/local
+export STACK_PREFECT_PORT ?= 4200
+export STACK_MLFLOW_PORT ?= 5000
+export STACK_S3_PORT ?= 8333
+export S3_ACCESS_KEY_ID ?= patterns-local
+export S3_SECRET_ACCESS_KEY ?= patterns-local-secret
+# ... and what the patterns read to find it
+export PREFECT_API_URL ?= http://127.0.0.1:$(STACK_PREFECT_PORT)/api
+export MLFLOW_TRACKING_URI ?= http://127.0.0.1:$(STACK_MLFLOW_PORT)
+export S3_ENDPOINT_URL ?= http://127.0.0.1:$(STACK_S3_PORT)
+# No phoning home: on a closed network it only waits.
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+
+STACK_PY := $(UV) run --locked --project $(ROOT)/infra/local python $(ROOT)/infra/local/stack.py
+P1 := $(ROOT)/patterns/p1_prefect_mlflow
+PYTEST_ARGS ?=
+
+##@ Start here
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} \
+	  /^[a-zA-Z0-9_-]+:.*##/ {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@printf "\nVariables: STACK_*_PORT, STACK_STATE_DIR, S3_* (see .env.example); PYTEST_ARGS for make test.\n"
+
+.PHONY: setup
+setup: _uv ## Install uv and every environment from its lock file
+	$(UV) sync --locked --project $(ROOT)
+	$(UV) sync --locked --project $(ROOT)/infra/local
+	$(UV) sync --locked --project $(P1)
+
+##@ Local stack (SeaweedFS S3, Prefect server, MLflow server on 127.0.0.1)
+.PHONY: up down status logs
+up: _uv ## Start the local stack (idempotent) and wait until it is healthy
+	@$(STACK_PY) up
+
+down: _uv ## Stop the local stack this checkout started (state is kept)
+	@$(STACK_PY) down
+
+status: _uv ## Show each service's process state and health
+	@$(STACK_PY) status
+
+logs: _uv ## Print the tail of each service log (SERVICE=mlflow LINES=200)
+	@$(STACK_PY) logs $(SERVICE) -n $(or $(LINES),40)
+
+##@ Patterns
+.PHONY: patterns pattern-1
+patterns: pattern-1 ## Run every pattern, in order, on the local tier
+
+pattern-1: up ## Prefect orchestrating MLflow (tracking, registry, serving), DVC data
+	@cd $(P1) && $(UV) run --locked python data.py publish
+	@cd $(P1) && $(UV) run --locked python flow.py $(ARGS)
+
+##@ Quality
+.PHONY: test lint bench
+test: _uv ## Run the test suite (starts its own stack on free ports)
+	$(UV) sync --locked --project $(ROOT)
+	$(UV) sync --locked --project $(ROOT)/infra/local
+	$(UV) sync --locked --project $(P1)
+	@rc=0; $(UV) run --locked --project $(ROOT) pytest $(PYTEST_ARGS) || rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
+	  exit $$rc
+
+lint: _uv ## ruff (lint + format check) and shellcheck
+	$(UV) run --locked --project $(ROOT) ruff check $(ROOT)
+	$(UV) run --locked --project $(ROOT) ruff format --check $(ROOT)
+	cd $(ROOT) && $(UV) run --locked --project $(ROOT) shellcheck .ci/run $$(git ls-files '*.sh')
+
+bench: up ## Benchmarks: stack cold/warm start, warm pattern-1 (medians; BENCH_REPEAT=5)
+	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
+
+##@ Housekeeping
+.PHONY: clean
+clean: ## Stop the stack and remove state, environments and pattern data copies
+	-@[ -x "$(UV)" ] && $(STACK_PY) down || true
+	rm -rf $(ROOT)/.state $(ROOT)/.venv $(ROOT)/infra/local/.venv $(P1)/.venv $(P1)/.dvc/cache $(P1)/.dvc/tmp
+	rm -f $(P1)/data/raw/breast_cancer.csv
+
+# ---- bootstrap ------------------------------------------------------------------
+.PHONY: _uv
+_uv:
+	@if [ ! -x "$(UV)" ]; then \
+	  echo "uv not found: installing uv $(UV_VERSION) into .tools/"; \
+	  python3 -m venv $(ROOT)/.tools || { echo "error: python3 -m venv failed; install your distribution's python3-venv package, or install uv (https://docs.astral.sh/uv/)" >&2; exit 1; }; \
+	  $(ROOT)/.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; \
+	fi

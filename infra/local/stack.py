@@ -1,0 +1,517 @@
+"""The local tier: SeaweedFS (S3), a Prefect server and an MLflow server, each a
+native process on 127.0.0.1 under supervisord.
+
+    python stack.py up       start what is not running, wait until healthy, create buckets
+    python stack.py down     stop this stack's supervisord and everything under it
+    python stack.py status   one line per service: process state and health
+    python stack.py logs     the tail of every service log (or: logs mlflow -n 200)
+    python stack.py env      the client-side variables the patterns read, as shell exports
+
+Who owns what: supervisord owns the processes (restart on crash, stop with a
+timeout and then SIGKILL, since `weed server` ignores SIGTERM for 20+ s); this
+script only renders its config, starts it, polls health and talks to it over
+its unix socket. State, databases and logs live under STACK_STATE_DIR
+(default `.state/local` at the repository root, ignored by git), so `down`
+stops only what this state folder's supervisord started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # prefect, mlflow, weed, supervisord live in this environment
+HOST = "127.0.0.1"  # the house rule: servers bind to loopback only
+
+
+class StackError(RuntimeError):
+    """A failure with a message that says what is wrong and how to fix it."""
+
+
+class StackSettings(BaseSettings):
+    """Every knob of the local stack; environment variables win (prefix STACK_)."""
+
+    model_config = SettingsConfigDict(env_prefix="STACK_", extra="ignore")
+
+    state_dir: Path = REPO_ROOT / ".state" / "local"
+    prefect_port: int = 4200
+    mlflow_port: int = 5000
+    s3_port: int = 8333
+    # SeaweedFS also needs master, volume and filer ports plus their gRPC ports:
+    # seven consecutive ports from this base.
+    seaweed_port_base: int = 18330
+    buckets: list[str] = ["dvc", "mlflow"]
+    start_timeout: float = 180.0
+    # Seconds supervisord waits after SIGTERM before SIGKILL.
+    stop_timeout: int = 8
+    s3_access_key_id: str = Field(
+        "patterns-local",
+        validation_alias=AliasChoices("STACK_S3_ACCESS_KEY_ID", "S3_ACCESS_KEY_ID"),
+    )
+    s3_secret_access_key: str = Field(
+        "patterns-local-secret",
+        validation_alias=AliasChoices("STACK_S3_SECRET_ACCESS_KEY", "S3_SECRET_ACCESS_KEY"),
+    )
+
+    @field_validator("buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [b.strip() for b in value.split(",") if b.strip()]
+        return value
+
+    @field_validator("buckets")
+    @classmethod
+    def _valid_buckets(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not (3 <= len(name) <= 63) or name != name.lower() or "_" in name:
+                raise ValueError(
+                    f"bucket name {name!r} is not a valid S3 bucket name "
+                    "(3-63 characters, lowercase, no underscores): fix STACK_BUCKETS"
+                )
+        return value
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # Derived locations -------------------------------------------------------
+    @property
+    def conf_path(self) -> Path:
+        return self.state_dir / "supervisord.conf"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.state_dir / "supervisor.sock"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.state_dir / "supervisord.pid"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        return f"http://{HOST}:{self.s3_port}"
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"http://{HOST}:{self.prefect_port}/api"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"http://{HOST}:{self.mlflow_port}"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    title: str
+    command: list[str]
+    environment: dict[str, str]
+    health_url: str
+    ports: dict[str, int]  # every port it binds, with the variable that moves it
+
+
+def services(s: StackSettings) -> list[Service]:
+    """The three programs, in start order."""
+    b = s.seaweed_port_base
+    quiet = {"DO_NOT_TRACK": "true"}
+    s3_creds = {
+        "AWS_ACCESS_KEY_ID": s.s3_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s.s3_secret_access_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    weed = Service(
+        name="s3",
+        title="SeaweedFS S3",
+        command=[
+            str(BIN / "weed"), "server",
+            f"-dir={s.state_dir / 'seaweedfs'}",
+            f"-ip={HOST}", f"-ip.bind={HOST}",
+            f"-master.port={b}", f"-master.port.grpc={b + 1}",
+            f"-volume.port={b + 2}", f"-volume.port.grpc={b + 3}",
+            "-filer", f"-filer.port={b + 4}", f"-filer.port.grpc={b + 5}",
+            "-s3", f"-s3.port={s.s3_port}", f"-s3.port.grpc={b + 6}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-s3.config={s.state_dir / 's3-identities.json'}",
+            # A single master re-elects itself after the election timeout on
+            # every start: 10 s by default, 1 s is plenty on one machine.
+            "-master.electionTimeout=1s",
+            "-master.telemetry=false",
+            "-master.volumeSizeLimitMB=256",
+            "-volume.max=0",
+        ],
+        environment=quiet,
+        health_url=f"http://{HOST}:{s.s3_port}/healthz",
+        ports={"STACK_S3_PORT": s.s3_port}
+        | {f"STACK_SEAWEED_PORT_BASE (+{i})": b + i for i in range(7)},
+    )
+    prefect = Service(
+        name="prefect",
+        title="Prefect server",
+        command=[
+            str(BIN / "prefect"), "server", "start",
+            "--host", HOST, "--port", str(s.prefect_port), "--analytics-off",
+        ],
+        environment=quiet
+        | {
+            "PREFECT_HOME": str(s.state_dir / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_API_URL": s.prefect_api_url,
+        },
+        health_url=f"{s.prefect_api_url}/health",
+        ports={"STACK_PREFECT_PORT": s.prefect_port},
+    )
+    mlflow = Service(
+        name="mlflow",
+        title="MLflow server",
+        command=[
+            str(BIN / "mlflow"), "server",
+            "--host", HOST, "--port", str(s.mlflow_port),
+            "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{s.state_dir / 'mlflow' / 'mlflow.db'}",
+            "--artifacts-destination", "s3://mlflow/artifacts",
+        ],
+        environment=quiet
+        | s3_creds
+        | {
+            "MLFLOW_S3_ENDPOINT_URL": s.s3_endpoint_url,
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            # The job consumers (seven huey processes) serve GenAI jobs that no
+            # pattern uses; on two cores they cost more than they give.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        },
+        health_url=f"{s.mlflow_tracking_uri}/health",
+        ports={"STACK_MLFLOW_PORT": s.mlflow_port},
+    )
+    return [weed, prefect, mlflow]
+
+
+# supervisord ------------------------------------------------------------------
+def _quote_env(env: dict[str, str]) -> str:
+    return ",".join(f'{k}="{v}"'.replace("%", "%%") for k, v in env.items())
+
+
+def render_config(s: StackSettings) -> str:
+    parts = [
+        f"""[unix_http_server]
+file={s.socket_path}
+chmod=0700
+
+[supervisord]
+logfile={s.log_dir / 'supervisord.log'}
+pidfile={s.pid_path}
+directory={s.state_dir}
+childlogdir={s.log_dir}
+logfile_maxbytes=10MB
+logfile_backups=2
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{s.socket_path}
+"""
+    ]
+    for priority, svc in enumerate(services(s), start=1):
+        command = " ".join(svc.command).replace("%", "%%")
+        parts.append(
+            f"""[program:{svc.name}]
+command={command}
+environment={_quote_env(svc.environment)}
+directory={s.state_dir}
+priority={priority}
+autostart=true
+autorestart=true
+startsecs=2
+startretries=3
+stopsignal=TERM
+stopwaitsecs={s.stop_timeout}
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile={s.log_dir / (svc.name + '.log')}
+stdout_logfile_maxbytes=20MB
+stdout_logfile_backups=2
+"""
+        )
+    return "\n".join(parts)
+
+
+def _rpc(s: StackSettings):
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{s.socket_path}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport).supervisor
+
+
+def _supervisord_pid(s: StackSettings) -> int | None:
+    """The pid of this state folder's supervisord if it is alive and answering."""
+    try:
+        pid = int(s.pid_path.read_text().strip())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    try:
+        _rpc(s).getState()
+    except OSError:
+        return None
+    return pid
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log yet)"
+
+
+def _write_identities(s: StackSettings) -> None:
+    """SeaweedFS accepts any key unless identities are configured: configure one,
+    so a wrong key is rejected here exactly as it would be by a real S3."""
+    import json
+
+    identities = {
+        "identities": [
+            {
+                "name": "patterns",
+                "credentials": [
+                    {"accessKey": s.s3_access_key_id, "secretKey": s.s3_secret_access_key}
+                ],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    path = s.state_dir / "s3-identities.json"
+    path.write_text(json.dumps(identities, indent=2))
+    path.chmod(0o600)
+
+
+def ensure_buckets(s: StackSettings, deadline: float) -> None:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s.s3_endpoint_url,
+        aws_access_key_id=s.s3_access_key_id,
+        aws_secret_access_key=s.s3_secret_access_key,
+        region_name="us-east-1",
+    )
+    for bucket in s.buckets:
+        while True:
+            try:
+                client.head_bucket(Bucket=bucket)
+                break
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code in ("404", "NoSuchBucket", "NotFound"):
+                    try:
+                        client.create_bucket(Bucket=bucket)
+                        break
+                    except ClientError:
+                        pass  # the filer may still be settling; retry below
+                elif code in ("403", "Forbidden"):
+                    raise StackError(
+                        f"the S3 server at {s.s3_endpoint_url} rejected the stack's own key "
+                        f"{s.s3_access_key_id!r}: the running SeaweedFS was started with other "
+                        "credentials; run `make down` and `make up` to restart it with these"
+                    ) from exc
+            except BotoCoreError:
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"could not create bucket {bucket!r} on {s.s3_endpoint_url}")
+            time.sleep(0.5)
+
+
+def up(s: StackSettings) -> None:
+    svcs = services(s)
+    started_here = False
+    if _supervisord_pid(s) is None:
+        busy = [
+            f"{port} ({svc.title}; move it with {var})"
+            for svc in svcs
+            for var, port in svc.ports.items()
+            if not _port_free(port)
+        ]
+        if busy:
+            raise StackError(
+                "ports in use by another process: " + ", ".join(busy)
+                + ". Stop that process, or set the variables named to free ports."
+            )
+        for sub in ("logs", "prefect", "mlflow", "seaweedfs"):
+            (s.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        _write_identities(s)
+        s.conf_path.write_text(render_config(s))
+        for stale in (s.socket_path, s.pid_path):
+            stale.unlink(missing_ok=True)
+        subprocess.run([str(BIN / "supervisord"), "-c", str(s.conf_path)], check=True)
+        started_here = True
+        # supervisord daemonizes; wait for its socket.
+        deadline = time.monotonic() + 15
+        while _supervisord_pid(s) is None:
+            if time.monotonic() > deadline:
+                raise StackError(
+                    "supervisord did not come up:\n" + _tail(s.log_dir / "supervisord.log")
+                )
+            time.sleep(0.1)
+    else:
+        _rpc(s).startAllProcesses(True)  # no-op for what runs; restarts what stopped
+
+    deadline = time.monotonic() + s.start_timeout
+    pending = {svc.name: svc for svc in svcs}
+    while pending:
+        for name, svc in list(pending.items()):
+            if _healthy(svc.health_url):
+                print(f"  {svc.title:<15} healthy  {svc.health_url}", flush=True)
+                del pending[name]
+        if not pending:
+            break
+        states = {p["name"]: p["statename"] for p in _rpc(s).getAllProcessInfo()}
+        failed = [n for n in pending if states.get(n) in ("FATAL", "EXITED", "BACKOFF")]
+        if failed or time.monotonic() > deadline:
+            name = (failed or list(pending))[0]
+            why = f"is {states.get(name)}" if failed else f"not healthy after {s.start_timeout:.0f} s"
+            log = s.log_dir / f"{name}.log"
+            message = f"{pending[name].title} {why}. Last lines of {log}:\n{_tail(log)}"
+            if started_here:
+                down(s, quiet=True)
+                message += "\n(the stack was stopped again)"
+            raise StackError(message)
+        time.sleep(0.25)
+    ensure_buckets(s, time.monotonic() + 60)
+    print(f"  buckets         {', '.join(s.buckets)}")
+
+
+def down(s: StackSettings, quiet: bool = False) -> None:
+    pid = _supervisord_pid(s)
+    if pid is None:
+        if not quiet:
+            print(f"local stack is not running (state: {s.state_dir})")
+        return
+    children = [p["pid"] for p in _rpc(s).getAllProcessInfo() if p["pid"]]
+    _rpc(s).shutdown()
+    # supervisord SIGKILLs a child stop_timeout s after SIGTERM; allow for that.
+    deadline = time.monotonic() + s.stop_timeout + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        for victim in [pid, *children]:
+            try:
+                os.killpg(victim, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    if not quiet:
+        print(f"local stack stopped (state kept in {s.state_dir}; `make clean` removes it)")
+
+
+def status(s: StackSettings) -> bool:
+    running = _supervisord_pid(s) is not None
+    states = {p["name"]: p for p in _rpc(s).getAllProcessInfo()} if running else {}
+    all_ok = running
+    for svc in services(s):
+        info = states.get(svc.name)
+        state = info["statename"] if info else "STOPPED"
+        healthy = _healthy(svc.health_url) if info else False
+        all_ok &= healthy
+        pid = f"pid {info['pid']}" if info and info["pid"] else ""
+        print(f"{svc.title:<15} {state:<9} {'healthy' if healthy else 'unhealthy':<10} "
+              f"{svc.health_url:<38} {pid}")
+    return all_ok
+
+
+def logs(s: StackSettings, service: str | None, lines: int) -> None:
+    names = [service] if service else [svc.name for svc in services(s)]
+    for name in names:
+        log = s.log_dir / f"{name}.log"
+        print(f"==> {log} <==\n{_tail(log, lines)}\n")
+
+
+def env_exports(s: StackSettings) -> str:
+    return "\n".join(
+        f"export {k}={v}"
+        for k, v in {
+            "PREFECT_API_URL": s.prefect_api_url,
+            "MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
+            "S3_ENDPOINT_URL": s.s3_endpoint_url,
+            "S3_ACCESS_KEY_ID": s.s3_access_key_id,
+            "S3_SECRET_ACCESS_KEY": s.s3_secret_access_key,
+        }.items()
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up")
+    sub.add_parser("down")
+    sub.add_parser("status")
+    sub.add_parser("env")
+    p_logs = sub.add_parser("logs")
+    p_logs.add_argument("service", nargs="?", choices=["s3", "prefect", "mlflow"])
+    p_logs.add_argument("-n", "--lines", type=int, default=40)
+    args = parser.parse_args(argv)
+    try:
+        settings = StackSettings()
+        if args.command == "up":
+            t0 = time.monotonic()
+            up(settings)
+            print(
+                f"local stack up in {time.monotonic() - t0:.1f} s (state: {settings.state_dir})\n"
+                f"  Prefect UI  http://{HOST}:{settings.prefect_port}\n"
+                f"  MLflow UI   {settings.mlflow_tracking_uri}\n"
+                f"  S3          {settings.s3_endpoint_url}"
+            )
+        elif args.command == "down":
+            down(settings)
+        elif args.command == "status":
+            return 0 if status(settings) else 3
+        elif args.command == "logs":
+            logs(settings, args.service, args.lines)
+        elif args.command == "env":
+            print(env_exports(settings))
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

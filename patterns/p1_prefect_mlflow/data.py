@@ -1,0 +1,204 @@
+"""The data side of pattern 1: the raw table, its schema, and DVC.
+
+DVC owns the data version. The raw CSV is exported from the Wisconsin breast
+cancer table that ships inside scikit-learn (nothing is downloaded), tracked
+with `dvc add`, and pushed to the DVC remote on the S3 server; git holds only
+the small `.dvc` pointer with the file's md5. The flow asks DVC for that
+version and pulls the bytes from the remote.
+
+    python data.py publish   export the CSV if it is missing, check it against
+                             the committed pointer, push it to the DVC remote
+    python data.py version   print the data version (md5) of the pointer
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from errors import P1Error
+from settings import P1Settings
+
+TARGET = "target"
+# The contract the flow validates: 30 numeric features and a 0/1 target
+# (0 = malignant, 1 = benign, as scikit-learn ships it).
+FEATURES = [
+    f"{stat}_{name}"
+    for stat in ("mean", "error", "worst")
+    for name in (
+        "radius", "texture", "perimeter", "area", "smoothness", "compactness",
+        "concavity", "concave_points", "symmetry", "fractal_dimension",
+    )
+]
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    path: Path  # the tracked file
+    pointer: Path  # its committed `.dvc` file
+    md5: str  # DVC's content hash: the data version
+    dvc_root: Path  # the DVC project that tracks it
+
+
+def export_raw(path: Path) -> None:
+    """Write the raw table deterministically, so re-exporting gives the same md5."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = FEATURES + [TARGET]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dvc_root_of(path: Path) -> Path:
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    start = path.parent
+    while not start.exists() and start != start.parent:
+        start = start.parent
+    try:
+        return Path(Repo.find_root(str(start)))
+    except NotDvcRepoError as exc:
+        raise P1Error(
+            f"{path} is not inside a DVC project",
+            "run `dvc init --subdir` in the folder that holds your data (the pattern "
+            "folder ships one), then `dvc add` the file",
+        ) from exc
+
+
+def open_repo(root: Path, settings: P1Settings):
+    """The DVC project with its remote pointed at this environment's S3.
+
+    The committed `.dvc/config` names the remote and the local endpoint; the
+    endpoint and credentials in use come from the settings, so the same pointer
+    works against the local stack, the compose stack or a real S3.
+    """
+    from dvc.repo import Repo
+
+    return Repo(
+        str(root),
+        remote_config={
+            "endpointurl": settings.s3_endpoint_url,
+            "access_key_id": settings.s3_access_key_id,
+            "secret_access_key": settings.s3_secret_access_key,
+        },
+    )
+
+
+def data_version(path: Path) -> DataVersion:
+    """Read the data version from the committed pointer (no network needed)."""
+    path = path.resolve()
+    pointer = path.with_name(path.name + ".dvc")
+    if not pointer.exists():
+        if not path.exists():
+            raise P1Error(
+                f"data file {path} does not exist and no DVC pointer {pointer.name} tracks it",
+                "pass an existing DVC-tracked file with --data-file (or P1_DATA_FILE), "
+                "or run `make pattern-1`, which exports and pushes the bundled data set",
+            )
+        raise P1Error(
+            f"data file {path} is not tracked by DVC (no {pointer.name} beside it)",
+            f"run `dvc add {path.name}` and `dvc push` in {path.parent}, and commit the "
+            "pointer, so every run can name its data version",
+        )
+    try:
+        outs = yaml.safe_load(pointer.read_text())["outs"]
+        md5 = next(o["md5"] for o in outs if o["path"] == path.name)
+    except (TypeError, KeyError, StopIteration, yaml.YAMLError) as exc:
+        raise P1Error(
+            f"DVC pointer {pointer} is malformed or does not track {path.name}",
+            f"restore it from git, or re-create it with `dvc add {path.name}`",
+        ) from exc
+    return DataVersion(path=path, pointer=pointer, md5=md5, dvc_root=dvc_root_of(path))
+
+
+def pull(version: DataVersion, settings: P1Settings) -> Path:
+    """Make the working copy match the pointer, fetching from the remote if needed."""
+    from dvc.exceptions import DvcException
+
+    repo = open_repo(version.dvc_root, settings)
+    try:
+        repo.pull(targets=[str(version.pointer)])
+    except DvcException as exc:
+        remote = repo.config["remote"][repo.config["core"]["remote"]]["url"]
+        raise P1Error(
+            f"DVC could not fetch {version.path.name} (md5 {version.md5}) from the remote "
+            f"{remote} at {settings.s3_endpoint_url}: {exc}",
+            "push the data first (`make pattern-1` does it for the bundled data set, "
+            f"or `dvc push` in {version.dvc_root}), and check S3_ENDPOINT_URL and the S3 keys",
+        ) from exc
+    finally:
+        repo.close()
+    if not version.path.exists() or _md5(version.path) != version.md5:
+        raise P1Error(
+            f"after `dvc pull`, {version.path} does not match its pointer (md5 {version.md5})",
+            f"run `dvc checkout {version.path.name}` in {version.path.parent}",
+        )
+    return version.path
+
+
+def publish(settings: P1Settings) -> DataVersion:
+    """Export the bundled data set if missing, and push it to the DVC remote.
+
+    The export is deterministic, so it reproduces the committed pointer; if it
+    does not (another scikit-learn changed the table), say so instead of
+    silently re-versioning the data.
+    """
+    path = settings.data_file.resolve()
+    pointer = path.with_name(path.name + ".dvc")
+    root = dvc_root_of(path)
+    repo = open_repo(root, settings)
+    try:
+        if not path.exists():
+            export_raw(path)
+        if not pointer.exists():
+            repo.add(str(path))  # first time: create the pointer (commit it)
+        version = data_version(path)
+        if _md5(path) != version.md5:
+            raise P1Error(
+                f"{path} (md5 {_md5(path)}) differs from its committed pointer "
+                f"(md5 {version.md5})",
+                f"if the change is intended, `dvc add {path.name}` and commit the pointer; "
+                f"otherwise `dvc checkout {path.name}` restores the versioned data",
+            )
+        repo.commit(str(pointer), force=True)  # make sure the cache holds the bytes
+        pushed = repo.push(targets=[str(pointer)])
+    finally:
+        repo.close()
+    print(f"data {path.name} md5={version.md5} pushed={pushed} file(s) to the DVC remote")
+    return version
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Pattern 1 data: export, version, push.")
+    parser.add_argument("command", choices=["publish", "version"])
+    args = parser.parse_args(argv)
+    settings = P1Settings()
+    settings.export_to_environ()
+    try:
+        if args.command == "publish":
+            publish(settings)
+        else:
+            print(data_version(settings.data_file).md5)
+    except P1Error as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

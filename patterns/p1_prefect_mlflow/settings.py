@@ -1,0 +1,86 @@
+"""Pattern 1's one settings object. Environment variables win; defaults point at
+the local stack (`make up`), so a bare `python flow.py` works with no set-up.
+
+Each field reads `P1_<NAME>` first, then the shared name the tools themselves
+use (PREFECT_API_URL, MLFLOW_TRACKING_URI, S3_ENDPOINT_URL, ...), so one
+`.env` can serve every pattern and a pattern can still be pointed elsewhere
+on its own. `.env.example` documents every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PATTERN_DIR = Path(__file__).resolve().parent
+
+
+def _env(name: str, *fallbacks: str) -> AliasChoices:
+    return AliasChoices(f"P1_{name}", *fallbacks)
+
+
+class P1Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=PATTERN_DIR / ".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Endpoints and credentials -------------------------------------------------
+    prefect_api_url: str = Field(
+        "http://127.0.0.1:4200/api", validation_alias=_env("PREFECT_API_URL", "PREFECT_API_URL")
+    )
+    mlflow_tracking_uri: str = Field(
+        "http://127.0.0.1:5000",
+        validation_alias=_env("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
+    s3_endpoint_url: str = Field(
+        "http://127.0.0.1:8333", validation_alias=_env("S3_ENDPOINT_URL", "S3_ENDPOINT_URL")
+    )
+    s3_access_key_id: str = Field(
+        "patterns-local", validation_alias=_env("S3_ACCESS_KEY_ID", "S3_ACCESS_KEY_ID")
+    )
+    s3_secret_access_key: str = Field(
+        "patterns-local-secret",
+        validation_alias=_env("S3_SECRET_ACCESS_KEY", "S3_SECRET_ACCESS_KEY"),
+    )
+    # Names ---------------------------------------------------------------------
+    experiment_name: str = Field("p1-prefect-mlflow", validation_alias=_env("EXPERIMENT_NAME"))
+    model_name: str = Field("p1-breast-cancer", validation_alias=_env("MODEL_NAME"))
+    # The DVC-tracked raw data (its `.dvc` pointer is committed beside it).
+    data_file: Path = Field(
+        PATTERN_DIR / "data" / "raw" / "breast_cancer.csv", validation_alias=_env("DATA_FILE")
+    )
+    # Quality gates -------------------------------------------------------------
+    max_nan_fraction: float = Field(0.05, ge=0, le=1, validation_alias=_env("MAX_NAN_FRACTION"))
+    # A candidate replaces the champion only if its ROC AUC is higher by more than this.
+    min_improvement: float = Field(0.0, ge=0, validation_alias=_env("MIN_IMPROVEMENT"))
+    # Serving (the deploy step) -------------------------------------------------
+    serve_port: int = Field(0, ge=0, le=65535, validation_alias=_env("SERVE_PORT"))  # 0: a free port
+    serve_timeout: float = Field(90.0, gt=0, validation_alias=_env("SERVE_TIMEOUT"))
+    # How long a service may take to answer the pre-flight checks.
+    connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("CONNECT_TIMEOUT"))
+
+    def export_to_environ(self) -> None:
+        """Hand the endpoints to the libraries that read the environment (Prefect
+        reads it at import, MLflow and DVC's S3 client when they connect) and
+        turn their phoning-home off: on a closed network it only waits."""
+        os.environ.update(
+            {
+                "PREFECT_API_URL": self.prefect_api_url,
+                "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+                "AWS_ACCESS_KEY_ID": self.s3_access_key_id,
+                "AWS_SECRET_ACCESS_KEY": self.s3_secret_access_key,
+                "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                "DO_NOT_TRACK": "true",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "DVC_NO_ANALYTICS": "1",
+                # Fail in seconds, not minutes, when the tracking server goes away.
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get(
+                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"
+                ),
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
+            }
+        )
