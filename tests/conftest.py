@@ -1,0 +1,185 @@
+"""Shared fixtures: a real local stack on free ports, and helpers to run make
+targets and pattern entrypoints the way a user does.
+
+The stack is started once per test session with `make up` in a temporary
+state folder, so the tests never touch a stack the developer has running,
+and it is always stopped with `make down` (its logs are printed if a test
+failed). Tests talk to the real servers over HTTP: MLflow's REST API, Prefect's
+REST API, and S3 through boto3.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PATTERNS = REPO / "patterns"
+RESULT_RE = re.compile(r"^Result: (.*)$", re.MULTILINE)
+UV = os.environ.get("UV", "uv")  # `uv run` exports its own path; `make test` runs pytest that way
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_run(length: int, start: int = 21000, stop: int = 60000) -> int:
+    """The first port of `length` consecutive free ports."""
+    for base in range(start, stop, length):
+        if all(_free(base + i) for i in range(length)):
+            return base
+    raise RuntimeError(f"no {length} consecutive free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def parse_result(output: str) -> dict[str, str]:
+    """The fields of the last `Result: k=v ...` line."""
+    lines = RESULT_RE.findall(output)
+    assert lines, f"no 'Result:' line in the output:\n{output[-3000:]}"
+    return dict(field.split("=", 1) for field in lines[-1].split())
+
+
+@dataclass
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    state_dir: Path
+
+    @property
+    def mlflow(self) -> str:
+        return self.env["MLFLOW_TRACKING_URI"]
+
+    @property
+    def prefect(self) -> str:
+        return self.env["PREFECT_API_URL"]
+
+    def make(self, *targets: str, env: dict[str, str] | None = None, timeout: float = 900) -> Completed:
+        return run(["make", "--no-print-directory", *targets], env={**self.env, **(env or {})}, timeout=timeout)
+
+    def in_env(self, project: Path, *command: str, env: dict[str, str] | None = None,
+               cwd: Path | None = None, timeout: float = 600) -> Completed:
+        """Run a command in a pattern's own locked environment (`uv run`)."""
+        return run([UV, "run", "--locked", "--project", str(project), *command],
+                   env={**self.env, **(env or {})}, cwd=cwd or project, timeout=timeout)
+
+    # MLflow REST API -----------------------------------------------------------
+    def mlflow_get(self, endpoint: str, **params) -> dict:
+        response = httpx.get(f"{self.mlflow}/api/2.0/mlflow/{endpoint}", params=params, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def mlflow_post(self, endpoint: str, body: dict) -> dict:
+        response = httpx.post(f"{self.mlflow}/api/2.0/mlflow/{endpoint}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def model_versions(self, name: str) -> list[dict]:
+        response = httpx.get(f"{self.mlflow}/api/2.0/mlflow/model-versions/search",
+                             params={"filter": f"name='{name}'"}, timeout=30)
+        response.raise_for_status()
+        return response.json().get("model_versions", [])
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        response = httpx.get(f"{self.mlflow}/api/2.0/mlflow/registered-models/alias",
+                             params={"name": name, "alias": alias}, timeout=30)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()["model_version"]["version"]
+
+    def runs(self, experiment_name: str) -> list[dict]:
+        experiment = self.mlflow_get("experiments/get-by-name", experiment_name=experiment_name)
+        body = {"experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 1000}
+        return self.mlflow_post("runs/search", body).get("runs", [])
+
+    # Prefect REST API ----------------------------------------------------------
+    def prefect_post(self, path: str, body: dict) -> dict | list:
+        response = httpx.post(f"{self.prefect}/{path}", json=body, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def prefect_get(self, path: str) -> dict | list:
+        response = httpx.get(f"{self.prefect}/{path}", timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def s3(self):
+        return boto3.client(
+            "s3", endpoint_url=self.env["S3_ENDPOINT_URL"], region_name="us-east-1",
+            aws_access_key_id=self.env["S3_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["S3_SECRET_ACCESS_KEY"],
+        )
+
+
+def run(command: list[str], env: dict[str, str], cwd: Path = REPO, timeout: float = 900) -> Completed:
+    try:
+        proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        pytest.fail(f"{' '.join(command)} timed out after {timeout} s:\n{out[-3000:]}")
+    return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+def stack_env(state_dir: Path) -> dict[str, str]:
+    prefect, mlflow, s3 = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "P1_", "STACK_", "VIRTUAL_ENV"))}
+    env.update(
+        STACK_STATE_DIR=str(state_dir),
+        STACK_PREFECT_PORT=str(prefect),
+        STACK_MLFLOW_PORT=str(mlflow),
+        STACK_S3_PORT=str(s3),
+        STACK_SEAWEED_PORT_BASE=str(free_port_run(7)),
+        S3_ACCESS_KEY_ID="patterns-test",
+        S3_SECRET_ACCESS_KEY="patterns-test-secret",
+        PREFECT_API_URL=f"http://127.0.0.1:{prefect}/api",
+        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow}",
+        S3_ENDPOINT_URL=f"http://127.0.0.1:{s3}",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        DO_NOT_TRACK="true",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    state_dir = tmp_path_factory.mktemp("stack")
+    s = Stack(env=stack_env(state_dir), state_dir=state_dir)
+    started = s.make("up", timeout=600)
+    if started.returncode != 0:
+        logs = s.make("logs", env={"LINES": "80"}).output
+        s.make("down")
+        pytest.fail(f"`make up` failed ({started.returncode}):\n{started.output}\n{logs}")
+    yield s
+    if request.session.testsfailed:
+        print("\n---- local stack logs (a test failed) ----\n" + s.make("logs", env={"LINES": "60"}).output)
+    stopped = s.make("down", timeout=120)
+    assert stopped.returncode == 0, stopped.output

@@ -1,0 +1,312 @@
+"""Pattern 1 against a real local stack: the smoke run as a user runs it
+(`make pattern-1`), idempotency, the champion rule, every bad input from the
+issue, and the scheduled deployment."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from conftest import PATTERNS, UV, Stack, free_port, parse_result
+
+P1 = PATTERNS / "p1_prefect_mlflow"
+MODEL = "p1-breast-cancer"
+EXPERIMENT = "p1-prefect-mlflow"
+RAW = P1 / "data" / "raw" / "breast_cancer.csv"
+POINTER_MD5 = yaml.safe_load((P1 / "data" / "raw" / "breast_cancer.csv.dvc").read_text())["outs"][0]["md5"]
+TEST_ROWS = 143  # 25 % of 569 rows, the held-out batch the flow serves
+
+pytestmark = pytest.mark.stack
+
+
+def tags(entity: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in entity.get("tags", [])}
+
+
+@pytest.fixture(scope="module")
+def first_run(stack: Stack) -> dict[str, str]:
+    done = stack.make("pattern-1")
+    assert done.returncode == 0, done.output
+    return parse_result(done.stdout) | {"_output": done.output}
+
+
+# ---- smoke ------------------------------------------------------------------------
+def test_first_run_registers_champion_with_lineage(stack: Stack, first_run: dict[str, str]) -> None:
+    assert first_run["status"] == "ok"
+    assert first_run["decision"] == "promoted", first_run["_output"][-2000:]
+    assert first_run["data_md5"] == POINTER_MD5
+    assert int(first_run["predictions"]) == TEST_ROWS
+
+    # The registry: a version, and the champion alias on it.
+    versions = stack.model_versions(MODEL)
+    assert [v["version"] for v in versions] == [first_run["version"]]
+    assert stack.alias_version(MODEL, "champion") == first_run["version"] == first_run["champion"]
+
+    # The MLflow run: params, metrics, the plot, the model, lineage tags.
+    run = stack.mlflow_get("runs/get", run_id=first_run["mlflow_run"])["run"]
+    assert run["info"]["status"] == "FINISHED"
+    params = {p["key"]: p["value"] for p in run["data"]["params"]}
+    assert params["n_estimators"] == "200" and params["model"] == "RandomForestClassifier"
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    for name in ("accuracy", "f1", "precision", "recall", "roc_auc"):
+        assert 0.8 < metrics[name] <= 1.0, (name, metrics)
+    assert f"{metrics['roc_auc']:.4f}" == first_run["roc_auc"]
+    run_tags = tags(run["data"])
+    assert run_tags["dvc_data_md5"] == POINTER_MD5
+    assert len(run_tags["git_commit"].removesuffix("-dirty")) == 40
+    assert run_tags["prefect_flow_run_id"] == first_run["prefect_flow_run"]
+    assert run_tags["p1.decision"] == "promoted"
+    plots = stack.mlflow_get("artifacts/list", run_id=first_run["mlflow_run"], path="plots")
+    assert [f["path"] for f in plots["files"]] == ["plots/confusion_matrix.png"]
+    png = httpx.get(f"{stack.mlflow}/get-artifact",
+                    params={"path": "plots/confusion_matrix.png", "run_uuid": first_run["mlflow_run"]}, timeout=30)
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The model version carries the same lineage.
+    version = stack.mlflow_get("model-versions/get", name=MODEL, version=first_run["version"])["model_version"]
+    version_tags = tags(version)
+    assert version_tags["dvc_data_md5"] == POINTER_MD5
+    assert version_tags["mlflow_run_id"] == first_run["mlflow_run"]
+    assert version_tags["prefect_flow_run_id"] == first_run["prefect_flow_run"]
+
+    # Prefect: the flow run completed and its artifact names the MLflow run and version.
+    flow_run = stack.prefect_get(f"flow_runs/{first_run['prefect_flow_run']}")
+    assert flow_run["state"]["type"] == "COMPLETED"
+    artifacts = stack.prefect_post("artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run["id"]]}}})
+    summary = next(a for a in artifacts if a["key"] == "p1-training-summary")
+    assert first_run["mlflow_run"] in summary["data"]
+    assert f"{MODEL} v{first_run['version']}" in summary["data"]
+    assert f"{TEST_ROWS} predictions over HTTP" in summary["data"]
+
+    # DVC: the data version is in the remote on the S3 server.
+    key = f"p1_prefect_mlflow/files/md5/{POINTER_MD5[:2]}/{POINTER_MD5[2:]}"
+    assert stack.s3().head_object(Bucket="dvc", Key=key)["ContentLength"] == RAW.stat().st_size
+
+
+def test_champion_serves_predictions_over_http(stack: Stack, first_run: dict[str, str]) -> None:
+    """The README's long-running endpoint: `mlflow models serve` on the alias."""
+    port = free_port()
+    server = subprocess.Popen(
+        [UV, "run", "--locked", "--project", str(P1), "mlflow", "models", "serve",
+         "-m", f"models:/{MODEL}@champion", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=P1, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "model server did not answer /ping in 180 s"
+            time.sleep(0.5)
+        rows = list(csv.DictReader(io.StringIO(RAW.read_text())))[:7]
+        columns = [c for c in rows[0] if c != "target"]
+        body = {"dataframe_split": {"columns": columns, "data": [[float(r[c]) for c in columns] for r in rows]}}
+        response = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        predictions = response.json()["predictions"]
+        assert len(predictions) == 7 and set(predictions) <= {0, 1}
+        # The first rows of the data set are malignant (0): a trained model agrees on most.
+        assert sum(p == int(r["target"]) for p, r in zip(predictions, rows, strict=True)) >= 6
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+# ---- idempotency and the champion rule --------------------------------------------
+def test_rerun_on_same_data_and_params_registers_nothing(stack: Stack, first_run: dict[str, str]) -> None:
+    runs_before = len(stack.runs(EXPERIMENT))
+    again = stack.make("pattern-1")
+    assert again.returncode == 0, again.output
+    result = parse_result(again.stdout)
+    assert result["decision"] == "reused"
+    assert result["mlflow_run"] == first_run["mlflow_run"]
+    assert "no new run, no new model version" in again.output
+    assert [v["version"] for v in stack.model_versions(MODEL)] == [first_run["version"]]
+    assert len(stack.runs(EXPERIMENT)) == runs_before
+    assert stack.alias_version(MODEL, "champion") == first_run["version"]
+
+
+def test_weaker_candidate_keeps_champion_and_says_why(stack: Stack, first_run: dict[str, str]) -> None:
+    weak = stack.make("pattern-1", env={"ARGS": "--n-estimators 1 --max-depth 1"})
+    assert weak.returncode == 0, weak.output
+    result = parse_result(weak.stdout)
+    assert result["decision"] == "kept-champion"
+    assert result["version"] == "none"
+    assert stack.alias_version(MODEL, "champion") == first_run["version"]
+    assert [v["version"] for v in stack.model_versions(MODEL)] == [first_run["version"]]
+    run = stack.mlflow_get("runs/get", run_id=result["mlflow_run"])["run"]
+    assert run["info"]["status"] == "FINISHED"
+    reason = tags(run["data"])["p1.decision_reason"]
+    assert "does not beat champion v1" in reason
+
+
+# ---- bad input ----------------------------------------------------------------------
+def _raw_rows() -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(RAW.read_text())))
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _drop_column(rows):
+    return [{k: v for k, v in r.items() if k != "mean_texture"} for r in rows]
+
+
+def _non_numeric(rows):
+    rows[4]["mean_radius"] = "abc"
+    return rows
+
+
+def _many_nans(rows):
+    for i, row in enumerate(rows):
+        if i % 8 == 0:
+            row["worst_area"] = ""
+    return rows
+
+
+BAD_DATA = {
+    "missing-column": (_drop_column, "lacks column(s) mean_texture"),
+    "non-numeric": (_non_numeric, "column 'mean_radius' has non-numeric values, e.g. 'abc' at row 6"),
+    "too-many-nans": (_many_nans, "column 'worst_area' is 12.7% missing, above the limit of 5.0%"),
+}
+
+
+def _snapshot(stack: Stack) -> tuple[list[str], str | None, set[str]]:
+    return ([v["version"] for v in stack.model_versions(MODEL)], stack.alias_version(MODEL, "champion"),
+            {r["info"]["run_id"] for r in stack.runs(EXPERIMENT)})
+
+
+def _run_flow(stack: Stack, *args: str, env: dict[str, str] | None = None):
+    return stack.in_env(P1, "python", "flow.py", *args, env=env)
+
+
+def _assert_failed_cleanly(done, expected: str) -> None:
+    assert done.returncode == 1, done.output
+    assert expected in done.stderr, done.stderr[-3000:]
+    assert "fix:" in done.stderr
+    assert "Result: pattern=p1 status=failed" in done.stderr
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+def test_bad_data_fails_the_run_and_registers_nothing(
+    stack: Stack, first_run: dict[str, str], tmp_path: Path, case: str
+) -> None:
+    corrupt, expected = BAD_DATA[case]
+    project = tmp_path / f"bad-{case}-{time.time_ns()}"
+    project.mkdir()
+    _write_csv(project / "data.csv", corrupt(_raw_rows()))
+    tracked = stack.in_env(P1, "python", str(Path(__file__).with_name("make_dvc_project.py")),
+                           str(project), "data.csv",
+                           env={"AWS_ACCESS_KEY_ID": stack.env["S3_ACCESS_KEY_ID"],
+                                "AWS_SECRET_ACCESS_KEY": stack.env["S3_SECRET_ACCESS_KEY"]})
+    assert tracked.returncode == 0, tracked.output
+    (project / "data.csv").unlink()  # the flow must fetch it through DVC from S3
+    versions, champion, runs = _snapshot(stack)
+
+    done = _run_flow(stack, "--data-file", str(project / "data.csv"))
+    _assert_failed_cleanly(done, expected)
+    assert (project / "data.csv").exists(), "the flow should have pulled the data with DVC"
+
+    versions_after, champion_after, runs_after = _snapshot(stack)
+    assert (versions_after, champion_after) == (versions, champion)
+    new_runs = runs_after - runs
+    assert len(new_runs) == 1, "the failed attempt is recorded as exactly one MLflow run"
+    run = stack.mlflow_get("runs/get", run_id=new_runs.pop())["run"]
+    assert run["info"]["status"] == "FAILED"
+    assert expected in tags(run["data"])["p1.error"]
+
+
+def test_missing_data_file(stack: Stack, first_run: dict[str, str], tmp_path: Path) -> None:
+    before = _snapshot(stack)
+    done = _run_flow(stack, "--data-file", str(tmp_path / "nowhere.csv"))
+    _assert_failed_cleanly(done, "does not exist and no DVC pointer nowhere.csv.dvc tracks it")
+    assert _snapshot(stack) == before
+
+
+@pytest.mark.parametrize(
+    "variable, expected",
+    [
+        ("MLFLOW_TRACKING_URI", "MLflow tracking server at http://127.0.0.1:{port}/health is unreachable"),
+        ("PREFECT_API_URL", "Prefect API at http://127.0.0.1:{port}/api/health is unreachable"),
+    ],
+)
+def test_unreachable_service(stack: Stack, first_run: dict[str, str], variable: str, expected: str) -> None:
+    port = free_port()  # nothing listens there
+    url = f"http://127.0.0.1:{port}" + ("/api" if variable == "PREFECT_API_URL" else "")
+    before = _snapshot(stack)
+    done = _run_flow(stack, env={variable: url})
+    _assert_failed_cleanly(done, expected.format(port=port))
+    assert _snapshot(stack) == before
+
+
+def test_wrong_s3_credentials(stack: Stack, first_run: dict[str, str]) -> None:
+    before = _snapshot(stack)
+    done = _run_flow(stack, env={"S3_SECRET_ACCESS_KEY": "not-the-secret"})
+    _assert_failed_cleanly(done, f"rejected access key '{stack.env['S3_ACCESS_KEY_ID']}' (SignatureDoesNotMatch)")
+    assert _snapshot(stack) == before
+
+
+def test_bad_parameter(stack: Stack, first_run: dict[str, str]) -> None:
+    before = _snapshot(stack)
+    done = _run_flow(stack, "--test-size", "0.9")
+    _assert_failed_cleanly(done, "test_size=0.9 must be between 0.05 and 0.5")
+    assert _snapshot(stack) == before
+
+
+# ---- scheduled retraining -------------------------------------------------------------
+def test_served_deployment_has_schedule_and_runs(stack: Stack, first_run: dict[str, str]) -> None:
+    """`python flow.py serve`: a deployment with a cron schedule whose runs this
+    process executes. Trigger one run now instead of waiting for the cron tick."""
+    cron = "0 3 * * *"
+    server = subprocess.Popen(
+        [UV, "run", "--locked", "--project", str(P1), "python", "flow.py", "serve", "--cron", cron],
+        cwd=P1, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            found = stack.prefect_post("deployments/filter", {"deployments": {"name": {"any_": ["p1-retrain"]}}})
+            if found:
+                deployment = found[0]
+                break
+            assert time.monotonic() < deadline, "deployment p1-retrain did not appear in 180 s"
+            time.sleep(1)
+        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [cron]
+        assert all(s["active"] for s in deployment["schedules"])
+        versions_before = stack.model_versions(MODEL)
+
+        flow_run = stack.prefect_post(f"deployments/{deployment['id']}/create_flow_run", {})
+        deadline = time.monotonic() + 300
+        while True:
+            state = stack.prefect_get(f"flow_runs/{flow_run['id']}")["state"]
+            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            assert time.monotonic() < deadline, f"deployment run still {state['type']} after 300 s"
+            time.sleep(1)
+        assert state["type"] == "COMPLETED", state
+        # Same data, same parameters: the scheduled run reuses, registers nothing.
+        assert stack.model_versions(MODEL) == versions_before
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
