@@ -85,11 +85,21 @@ class Stack:
     def make(self, *targets: str, env: dict[str, str] | None = None, timeout: float = 900) -> Completed:
         return run(["make", "--no-print-directory", *targets], env={**self.env, **(env or {})}, timeout=timeout)
 
-    def in_env(self, project: Path, *command: str, env: dict[str, str] | None = None,
-               cwd: Path | None = None, timeout: float = 600) -> Completed:
+    def in_env(
+        self,
+        project: Path,
+        *command: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 600,
+    ) -> Completed:
         """Run a command in a pattern's own locked environment (`uv run`)."""
-        return run([UV, "run", "--locked", "--project", str(project), *command],
-                   env={**self.env, **(env or {})}, cwd=cwd or project, timeout=timeout)
+        return run(
+            [UV, "run", "--locked", "--project", str(project), *command],
+            env={**self.env, **(env or {})},
+            cwd=cwd or project,
+            timeout=timeout,
+        )
 
     # MLflow REST API -----------------------------------------------------------
     def mlflow_get(self, endpoint: str, **params) -> dict:
@@ -103,14 +113,16 @@ class Stack:
         return response.json()
 
     def model_versions(self, name: str) -> list[dict]:
-        response = httpx.get(f"{self.mlflow}/api/2.0/mlflow/model-versions/search",
-                             params={"filter": f"name='{name}'"}, timeout=30)
+        response = httpx.get(
+            f"{self.mlflow}/api/2.0/mlflow/model-versions/search", params={"filter": f"name='{name}'"}, timeout=30
+        )
         response.raise_for_status()
         return response.json().get("model_versions", [])
 
     def alias_version(self, name: str, alias: str) -> str | None:
-        response = httpx.get(f"{self.mlflow}/api/2.0/mlflow/registered-models/alias",
-                             params={"name": name, "alias": alias}, timeout=30)
+        response = httpx.get(
+            f"{self.mlflow}/api/2.0/mlflow/registered-models/alias", params={"name": name, "alias": alias}, timeout=30
+        )
         if response.status_code == 404:
             return None
         response.raise_for_status()
@@ -134,7 +146,9 @@ class Stack:
 
     def s3(self):
         return boto3.client(
-            "s3", endpoint_url=self.env["S3_ENDPOINT_URL"], region_name="us-east-1",
+            "s3",
+            endpoint_url=self.env["S3_ENDPOINT_URL"],
+            region_name="us-east-1",
             aws_access_key_id=self.env["S3_ACCESS_KEY_ID"],
             aws_secret_access_key=self.env["S3_SECRET_ACCESS_KEY"],
         )
@@ -151,7 +165,9 @@ def run(command: list[str], env: dict[str, str], cwd: Path = REPO, timeout: floa
 
 def stack_env(state_dir: Path) -> dict[str, str]:
     prefect, mlflow, s3 = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "P1_", "STACK_", "VIRTUAL_ENV"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "P1_", "STACK_", "VIRTUAL_ENV"))
+    }
     env.update(
         STACK_STATE_DIR=str(state_dir),
         STACK_PREFECT_PORT=str(prefect),

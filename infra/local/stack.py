@@ -18,6 +18,7 @@ stops only what this state folder's supervisord started.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -142,14 +143,23 @@ def services(s: StackSettings) -> list[Service]:
         name="s3",
         title="SeaweedFS S3",
         command=[
-            str(BIN / "weed"), "server",
+            str(BIN / "weed"),
+            "server",
             f"-dir={s.state_dir / 'seaweedfs'}",
-            f"-ip={HOST}", f"-ip.bind={HOST}",
-            f"-master.port={b}", f"-master.port.grpc={b + 1}",
-            f"-volume.port={b + 2}", f"-volume.port.grpc={b + 3}",
-            "-filer", f"-filer.port={b + 4}", f"-filer.port.grpc={b + 5}",
-            "-s3", f"-s3.port={s.s3_port}", f"-s3.port.grpc={b + 6}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            f"-master.port={b}",
+            f"-master.port.grpc={b + 1}",
+            f"-volume.port={b + 2}",
+            f"-volume.port.grpc={b + 3}",
+            "-filer",
+            f"-filer.port={b + 4}",
+            f"-filer.port.grpc={b + 5}",
+            "-s3",
+            f"-s3.port={s.s3_port}",
+            f"-s3.port.grpc={b + 6}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             f"-s3.config={s.state_dir / 's3-identities.json'}",
             # A single master re-elects itself after the election timeout on
             # every start: 10 s by default, 1 s is plenty on one machine.
@@ -160,15 +170,20 @@ def services(s: StackSettings) -> list[Service]:
         ],
         environment=quiet,
         health_url=f"http://{HOST}:{s.s3_port}/healthz",
-        ports={"STACK_S3_PORT": s.s3_port}
-        | {f"STACK_SEAWEED_PORT_BASE (+{i})": b + i for i in range(7)},
+        ports={"STACK_S3_PORT": s.s3_port} | {f"STACK_SEAWEED_PORT_BASE (+{i})": b + i for i in range(7)},
     )
     prefect = Service(
         name="prefect",
         title="Prefect server",
         command=[
-            str(BIN / "prefect"), "server", "start",
-            "--host", HOST, "--port", str(s.prefect_port), "--analytics-off",
+            str(BIN / "prefect"),
+            "server",
+            "start",
+            "--host",
+            HOST,
+            "--port",
+            str(s.prefect_port),
+            "--analytics-off",
         ],
         environment=quiet
         | {
@@ -183,11 +198,18 @@ def services(s: StackSettings) -> list[Service]:
         name="mlflow",
         title="MLflow server",
         command=[
-            str(BIN / "mlflow"), "server",
-            "--host", HOST, "--port", str(s.mlflow_port),
-            "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{s.state_dir / 'mlflow' / 'mlflow.db'}",
-            "--artifacts-destination", "s3://mlflow/artifacts",
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            HOST,
+            "--port",
+            str(s.mlflow_port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{s.state_dir / 'mlflow' / 'mlflow.db'}",
+            "--artifacts-destination",
+            "s3://mlflow/artifacts",
         ],
         environment=quiet
         | s3_creds
@@ -216,7 +238,7 @@ file={s.socket_path}
 chmod=0700
 
 [supervisord]
-logfile={s.log_dir / 'supervisord.log'}
+logfile={s.log_dir / "supervisord.log"}
 pidfile={s.pid_path}
 directory={s.state_dir}
 childlogdir={s.log_dir}
@@ -247,7 +269,7 @@ stopwaitsecs={s.stop_timeout}
 stopasgroup=true
 killasgroup=true
 redirect_stderr=true
-stdout_logfile={s.log_dir / (svc.name + '.log')}
+stdout_logfile={s.log_dir / (svc.name + ".log")}
 stdout_logfile_maxbytes=20MB
 stdout_logfile_backups=2
 """
@@ -308,9 +330,7 @@ def _write_identities(s: StackSettings) -> None:
         "identities": [
             {
                 "name": "patterns",
-                "credentials": [
-                    {"accessKey": s.s3_access_key_id, "secretKey": s.s3_secret_access_key}
-                ],
+                "credentials": [{"accessKey": s.s3_access_key_id, "secretKey": s.s3_secret_access_key}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"],
             }
         ]
@@ -369,7 +389,8 @@ def up(s: StackSettings) -> None:
         ]
         if busy:
             raise StackError(
-                "ports in use by another process: " + ", ".join(busy)
+                "ports in use by another process: "
+                + ", ".join(busy)
                 + ". Stop that process, or set the variables named to free ports."
             )
         for sub in ("logs", "prefect", "mlflow", "seaweedfs"):
@@ -384,9 +405,7 @@ def up(s: StackSettings) -> None:
         deadline = time.monotonic() + 15
         while _supervisord_pid(s) is None:
             if time.monotonic() > deadline:
-                raise StackError(
-                    "supervisord did not come up:\n" + _tail(s.log_dir / "supervisord.log")
-                )
+                raise StackError("supervisord did not come up:\n" + _tail(s.log_dir / "supervisord.log"))
             time.sleep(0.1)
     else:
         _rpc(s).startAllProcesses(True)  # no-op for what runs; restarts what stopped
@@ -434,10 +453,8 @@ def down(s: StackSettings, quiet: bool = False) -> None:
         time.sleep(0.2)
     else:
         for victim in [pid, *children]:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(victim, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
     if not quiet:
         print(f"local stack stopped (state kept in {s.state_dir}; `make clean` removes it)")
 
@@ -452,8 +469,7 @@ def status(s: StackSettings) -> bool:
         healthy = _healthy(svc.health_url) if info else False
         all_ok &= healthy
         pid = f"pid {info['pid']}" if info and info["pid"] else ""
-        print(f"{svc.title:<15} {state:<9} {'healthy' if healthy else 'unhealthy':<10} "
-              f"{svc.health_url:<38} {pid}")
+        print(f"{svc.title:<15} {state:<9} {'healthy' if healthy else 'unhealthy':<10} {svc.health_url:<38} {pid}")
     return all_ok
 
 

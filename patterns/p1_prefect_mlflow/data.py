@@ -31,8 +31,16 @@ FEATURES = [
     f"{stat}_{name}"
     for stat in ("mean", "error", "worst")
     for name in (
-        "radius", "texture", "perimeter", "area", "smoothness", "compactness",
-        "concavity", "concave_points", "symmetry", "fractal_dimension",
+        "radius",
+        "texture",
+        "perimeter",
+        "area",
+        "smoothness",
+        "compactness",
+        "concavity",
+        "concave_points",
+        "symmetry",
+        "fractal_dimension",
     )
 ]
 
@@ -170,8 +178,7 @@ def publish(settings: P1Settings) -> DataVersion:
         version = data_version(path)
         if _md5(path) != version.md5:
             raise P1Error(
-                f"{path} (md5 {_md5(path)}) differs from its committed pointer "
-                f"(md5 {version.md5})",
+                f"{path} (md5 {_md5(path)}) differs from its committed pointer (md5 {version.md5})",
                 f"if the change is intended, `dvc add {path.name}` and commit the pointer; "
                 f"otherwise `dvc checkout {path.name}` restores the versioned data",
             )

@@ -81,6 +81,9 @@ class Outcome:
     prefect_flow_run_id: str = ""
     predictions: int = 0
     prediction_counts: dict[str, int] = field(default_factory=dict)
+    mlflow_run_url: str = ""
+    model_url: str = ""
+    prefect_flow_run_url: str = ""
 
 
 # ## Pre-flight
@@ -97,21 +100,20 @@ def _check_http(url: str, what: str, variable: str, settings: P1Settings) -> Non
     except httpx.HTTPError as exc:
         raise P1Error(
             f"{what} at {url} is unreachable ({type(exc).__name__}: {exc})",
-            f"start the local stack with `make up`, or set {variable} (or P1_{variable}) "
-            "to a running server",
+            f"start the local stack with `make up`, or set {variable} (or P1_{variable}) to a running server",
         ) from exc
 
 
 @task
 def check_services(settings: P1Settings) -> None:
-    _check_http(f"{settings.mlflow_tracking_uri}/health", "MLflow tracking server",
-                "MLFLOW_TRACKING_URI", settings)
+    _check_http(f"{settings.mlflow_tracking_uri}/health", "MLflow tracking server", "MLFLOW_TRACKING_URI", settings)
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = boto3.client(
-        "s3", endpoint_url=settings.s3_endpoint_url,
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
         aws_access_key_id=settings.s3_access_key_id,
         aws_secret_access_key=settings.s3_secret_access_key,
         config=Config(connect_timeout=settings.connect_timeout, retries={"max_attempts": 1}),
@@ -158,7 +160,9 @@ def validate(path: Path, max_nan_fraction: float) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise P1Error(f"{path} is not a readable CSV ({exc})", "re-export it, or restore it with `dvc checkout`") from exc
+        raise P1Error(
+            f"{path} is not a readable CSV ({exc})", "re-export it, or restore it with `dvc checkout`"
+        ) from exc
     expected = [*data.FEATURES, data.TARGET]
     missing = [c for c in expected if c not in frame.columns]
     if missing:
@@ -237,8 +241,10 @@ def train(x_train, x_test, y_train, y_test, params: TrainParams) -> tuple[str, d
     model = make_pipeline(
         SimpleImputer(strategy="median"),  # the few NaNs validation lets through
         RandomForestClassifier(
-            n_estimators=params.n_estimators, max_depth=params.max_depth,
-            random_state=params.random_state, n_jobs=1,
+            n_estimators=params.n_estimators,
+            max_depth=params.max_depth,
+            random_state=params.random_state,
+            n_jobs=1,
         ),
     ).fit(x_train, y_train)
     mlflow.log_params({**asdict(params), "model": "RandomForestClassifier", "imputer": "median"})
@@ -258,8 +264,11 @@ def train(x_train, x_test, y_train, y_test, params: TrainParams) -> tuple[str, d
         input_example=x_test.head(5),
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
         # Only what serving needs, not this project's whole environment.
-        pip_requirements=[f"mlflow=={mlflow.__version__}", f"scikit-learn=={sklearn.__version__}",
-                          f"pandas=={pd.__version__}"],
+        pip_requirements=[
+            f"mlflow=={mlflow.__version__}",
+            f"scikit-learn=={sklearn.__version__}",
+            f"pandas=={pd.__version__}",
+        ],
     )
     get_run_logger().info("Candidate: %s", ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
     return info.model_uri, scores
@@ -285,11 +294,24 @@ def evaluate_against_champion(
     mlflow.log_metrics({f"champion_{k}": v for k, v in champion_scores.items()})
     gain = candidate["roc_auc"] - champion_scores["roc_auc"]
     if gain > settings.min_improvement:
-        return True, (f"roc_auc {candidate['roc_auc']:.4f} beats champion v{champion.version} "
-                      f"({champion_scores['roc_auc']:.4f}) by {gain:+.4f}"), champion.version, champion_scores
-    return False, (f"roc_auc {candidate['roc_auc']:.4f} does not beat champion v{champion.version} "
-                   f"({champion_scores['roc_auc']:.4f}) by more than {settings.min_improvement}"), \
-        champion.version, champion_scores
+        return (
+            True,
+            (
+                f"roc_auc {candidate['roc_auc']:.4f} beats champion v{champion.version} "
+                f"({champion_scores['roc_auc']:.4f}) by {gain:+.4f}"
+            ),
+            champion.version,
+            champion_scores,
+        )
+    return (
+        False,
+        (
+            f"roc_auc {candidate['roc_auc']:.4f} does not beat champion v{champion.version} "
+            f"({champion_scores['roc_auc']:.4f}) by more than {settings.min_improvement}"
+        ),
+        champion.version,
+        champion_scores,
+    )
 
 
 @task
@@ -335,8 +357,10 @@ def serve_and_score(settings: P1Settings, batch: pd.DataFrame) -> list[int]:
         deadline = time.monotonic() + settings.serve_timeout
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
-                raise P1Error(f"the model server for {uri} did not start on port {port}",
-                              "free the port named by P1_SERVE_PORT (0 picks a free one), or raise P1_SERVE_TIMEOUT")
+                raise P1Error(
+                    f"the model server for {uri} did not start on port {port}",
+                    "free the port named by P1_SERVE_PORT (0 picks a free one), or raise P1_SERVE_TIMEOUT",
+                )
             time.sleep(0.05)
         httpx.get(f"http://127.0.0.1:{port}/ping", timeout=5).raise_for_status()
         response = httpx.post(
@@ -345,15 +369,19 @@ def serve_and_score(settings: P1Settings, batch: pd.DataFrame) -> list[int]:
             timeout=60,
         )
         if response.status_code != 200:
-            raise P1Error(f"the model server answered {response.status_code}: {response.text[:500]}",
-                          "check the served model's signature against the batch's columns")
+            raise P1Error(
+                f"the model server answered {response.status_code}: {response.text[:500]}",
+                "check the served model's signature against the batch's columns",
+            )
         predictions = [int(p) for p in response.json()["predictions"]]
     finally:
         server.should_exit = True
         thread.join(timeout=10)
     if len(predictions) != len(batch):
-        raise P1Error(f"the model server returned {len(predictions)} predictions for {len(batch)} rows",
-                      "check the served model's signature against the batch's columns")
+        raise P1Error(
+            f"the model server returned {len(predictions)} predictions for {len(batch)} rows",
+            "check the served model's signature against the batch's columns",
+        )
     log.info("Scored %d rows over HTTP", len(predictions))
     return predictions
 
@@ -361,10 +389,12 @@ def serve_and_score(settings: P1Settings, batch: pd.DataFrame) -> list[int]:
 # ## Lineage and idempotency helpers
 def git_commit() -> str:
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PATTERN_DIR, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=PATTERN_DIR,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PATTERN_DIR, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."], cwd=PATTERN_DIR, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
@@ -400,10 +430,13 @@ def training_flow(
     check_services(settings)
     version = resolve_data_version(Path(data_file) if data_file else settings.data_file)
 
-    outcome = Outcome(data_md5=version.md5, git_commit=git_commit(),
-                      prefect_flow_run_id=str(runtime.flow_run.id or ""))
-    lineage = {"git_commit": outcome.git_commit, "dvc_data_md5": version.md5,
-               "dvc_data_path": version.path.name, "prefect_flow_run_id": outcome.prefect_flow_run_id}
+    outcome = Outcome(data_md5=version.md5, git_commit=git_commit(), prefect_flow_run_id=str(runtime.flow_run.id or ""))
+    lineage = {
+        "git_commit": outcome.git_commit,
+        "dvc_data_md5": version.md5,
+        "dvc_data_path": version.path.name,
+        "prefect_flow_run_id": outcome.prefect_flow_run_id,
+    }
     key = training_key(version.md5, params)
     experiment = mlflow.set_experiment(settings.experiment_name)
 
@@ -411,11 +444,15 @@ def training_flow(
     if previous is not None:
         # Idempotency: MLflow already holds this exact training; reuse it.
         outcome.decision = "reused"
-        outcome.reason = (f"MLflow run {previous.info.run_id} already trained on data {version.md5} "
-                          f"with these parameters (key {key}); no new run, no new model version")
+        outcome.reason = (
+            f"MLflow run {previous.info.run_id} already trained on data {version.md5} "
+            f"with these parameters (key {key}); no new run, no new model version"
+        )
         outcome.mlflow_run_id = previous.info.run_id
         outcome.model_version = previous.data.tags.get("p1.model_version", "")
-        outcome.metrics = {k: v for k, v in previous.data.metrics.items() if k in ("accuracy", "f1", "precision", "recall", "roc_auc")}
+        outcome.metrics = {
+            k: v for k, v in previous.data.metrics.items() if k in ("accuracy", "f1", "precision", "recall", "roc_auc")
+        }
         print(outcome.reason)
         frame = validate(fetch_data(version, settings), settings.max_nan_fraction)
         _, x_test, _, _ = preprocess(frame, params)
@@ -423,22 +460,22 @@ def training_flow(
         # Everything from here to the registry lives in one MLflow run: an
         # exception anywhere inside marks it FAILED, and registration is its
         # last act, so a failed run never registers a model.
-        with mlflow.start_run(run_name=f"train-{version.md5[:8]}",
-                              tags={**lineage, "p1.training_key": key}) as run:
+        with mlflow.start_run(run_name=f"train-{version.md5[:8]}", tags={**lineage, "p1.training_key": key}) as run:
             outcome.mlflow_run_id = run.info.run_id
             try:
                 frame = validate(fetch_data(version, settings), settings.max_nan_fraction)
-                mlflow.log_metrics({"data_rows": len(frame),
-                                    "data_max_nan_fraction": float(frame.isna().mean().max())})
+                mlflow.log_metrics({"data_rows": len(frame), "data_max_nan_fraction": float(frame.isna().mean().max())})
                 x_train, x_test, y_train, y_test = preprocess(frame, params)
                 model_uri, outcome.metrics = train(x_train, x_test, y_train, y_test, params)
                 promote, outcome.reason, _, outcome.champion_metrics = evaluate_against_champion(
-                    settings, outcome.metrics, x_test, y_test)
+                    settings, outcome.metrics, x_test, y_test
+                )
                 outcome.decision = "promoted" if promote else "kept-champion"
                 mlflow.set_tags({"p1.decision": outcome.decision, "p1.decision_reason": outcome.reason})
                 if promote:
                     outcome.model_version = register_and_promote(
-                        settings, model_uri, {**lineage, "mlflow_run_id": run.info.run_id})
+                        settings, model_uri, {**lineage, "mlflow_run_id": run.info.run_id}
+                    )
                     mlflow.set_tag("p1.model_version", outcome.model_version)
             except Exception as exc:
                 mlflow.set_tag("p1.error", str(exc)[:5000])
@@ -450,16 +487,17 @@ def training_flow(
     predictions = serve_and_score(settings, x_test)
     outcome.predictions = len(predictions)
     outcome.prediction_counts = {str(c): predictions.count(c) for c in sorted(set(predictions))}
+    base = settings.mlflow_tracking_uri.rstrip("/")
+    outcome.mlflow_run_url = f"{base}/#/experiments/{experiment.experiment_id}/runs/{outcome.mlflow_run_id}"
+    outcome.model_url = f"{base}/#/models/{settings.model_name}/versions/{outcome.champion_version}"
+    prefect_ui = settings.prefect_api_url.rstrip("/").removesuffix("/api")
+    outcome.prefect_flow_run_url = f"{prefect_ui}/runs/flow-run/{outcome.prefect_flow_run_id}"
     publish_summary(settings, outcome)
     return asdict(outcome)
 
 
 @task
 def publish_summary(settings: P1Settings, outcome: Outcome) -> None:
-    base = settings.mlflow_tracking_uri.rstrip("/")
-    run = MlflowClient().get_run(outcome.mlflow_run_id)
-    run_link = f"{base}/#/experiments/{run.info.experiment_id}/runs/{outcome.mlflow_run_id}"
-    model_link = f"{base}/#/models/{settings.model_name}/versions/{outcome.champion_version}"
     rows = "\n".join(
         f"| {k} | {v:.4f} | {outcome.champion_metrics.get(k, float('nan')):.4f} |"
         for k, v in sorted(outcome.metrics.items())
@@ -477,9 +515,9 @@ def publish_summary(settings: P1Settings, outcome: Outcome) -> None:
 
 | lineage | |
 |---|---|
-| MLflow run | [{outcome.mlflow_run_id}]({run_link}) |
+| MLflow run | [{outcome.mlflow_run_id}]({outcome.mlflow_run_url}) |
 | model version registered by this run | {outcome.model_version or "none"} |
-| champion now | [{settings.model_name} v{outcome.champion_version}]({model_link}) |
+| champion now | [{settings.model_name} v{outcome.champion_version}]({outcome.model_url}) |
 | data version (DVC md5) | {outcome.data_md5} |
 | git commit | {outcome.git_commit} |
 | served batch | {outcome.predictions} predictions over HTTP, classes {outcome.prediction_counts} |
@@ -490,11 +528,17 @@ def publish_summary(settings: P1Settings, outcome: Outcome) -> None:
 # ## Command line: run once, or serve on a schedule
 def result_line(outcome: dict) -> str:
     fields = {
-        "pattern": "p1", "status": outcome["status"], "decision": outcome["decision"],
-        "model": SETTINGS.model_name, "version": outcome["model_version"] or "none",
-        "champion": outcome["champion_version"], "roc_auc": f"{outcome['metrics'].get('roc_auc', 0):.4f}",
-        "mlflow_run": outcome["mlflow_run_id"], "prefect_flow_run": outcome["prefect_flow_run_id"],
-        "data_md5": outcome["data_md5"], "predictions": outcome["predictions"],
+        "pattern": "p1",
+        "status": outcome["status"],
+        "decision": outcome["decision"],
+        "model": SETTINGS.model_name,
+        "version": outcome["model_version"] or "none",
+        "champion": outcome["champion_version"],
+        "roc_auc": f"{outcome['metrics'].get('roc_auc', 0):.4f}",
+        "mlflow_run": outcome["mlflow_run_id"],
+        "prefect_flow_run": outcome["prefect_flow_run_id"],
+        "data_md5": outcome["data_md5"],
+        "predictions": outcome["predictions"],
     }
     return "Result: " + " ".join(f"{k}={v}" for k, v in fields.items())
 
@@ -509,8 +553,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-file", help="a DVC-tracked CSV (default: P1_DATA_FILE, the bundled data set)")
     parser.add_argument("--cron", default="0 3 * * *", help="schedule for `serve` (default: daily 03:00 UTC)")
     args = parser.parse_args(argv)
-    parameters = dict(n_estimators=args.n_estimators, max_depth=args.max_depth or None,
-                      test_size=args.test_size, random_state=args.random_state, data_file=args.data_file)
+    parameters = dict(
+        n_estimators=args.n_estimators,
+        max_depth=args.max_depth or None,
+        test_size=args.test_size,
+        random_state=args.random_state,
+        data_file=args.data_file,
+    )
     try:
         check_prefect(SETTINGS)
         if args.command == "serve":
@@ -523,15 +572,14 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.render(), file=sys.stderr)
         print("Result: pattern=p1 status=failed", file=sys.stderr)
         return 1
-    base = SETTINGS.mlflow_tracking_uri.rstrip("/")
     print(
         "\nPattern 1 finished.\n"
-        f"  decision        {outcome['decision']}: {outcome['reason']}\n"
-        f"  champion        {SETTINGS.model_name} v{outcome['champion_version']}  {base}/#/models/{SETTINGS.model_name}\n"
-        f"  MLflow run      {base}/#/experiments (run {outcome['mlflow_run_id']})\n"
-        f"  Prefect run     {SETTINGS.prefect_api_url.removesuffix('/api')}/runs/flow-run/{outcome['prefect_flow_run_id']}\n"
-        f"  data version    {outcome['data_md5']} (DVC)\n"
-        f"  served batch    {outcome['predictions']} predictions {outcome['prediction_counts']}\n"
+        f"  decision      {outcome['decision']}: {outcome['reason']}\n"
+        f"  champion      {SETTINGS.model_name} v{outcome['champion_version']}  {outcome['model_url']}\n"
+        f"  MLflow run    {outcome['mlflow_run_url']}\n"
+        f"  Prefect run   {outcome['prefect_flow_run_url']}\n"
+        f"  data version  {outcome['data_md5']} (DVC md5 of {SETTINGS.data_file.name})\n"
+        f"  served batch  {outcome['predictions']} predictions over HTTP, per class {outcome['prediction_counts']}\n"
     )
     print(result_line(outcome))
     return 0

@@ -23,9 +23,7 @@ def _env(name: str, *fallbacks: str) -> AliasChoices:
 
 
 class P1Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=PATTERN_DIR / ".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_file=PATTERN_DIR / ".env", env_file_encoding="utf-8", extra="ignore")
 
     # Endpoints and credentials -------------------------------------------------
     prefect_api_url: str = Field(
@@ -35,12 +33,8 @@ class P1Settings(BaseSettings):
         "http://127.0.0.1:5000",
         validation_alias=_env("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
     )
-    s3_endpoint_url: str = Field(
-        "http://127.0.0.1:8333", validation_alias=_env("S3_ENDPOINT_URL", "S3_ENDPOINT_URL")
-    )
-    s3_access_key_id: str = Field(
-        "patterns-local", validation_alias=_env("S3_ACCESS_KEY_ID", "S3_ACCESS_KEY_ID")
-    )
+    s3_endpoint_url: str = Field("http://127.0.0.1:8333", validation_alias=_env("S3_ENDPOINT_URL", "S3_ENDPOINT_URL"))
+    s3_access_key_id: str = Field("patterns-local", validation_alias=_env("S3_ACCESS_KEY_ID", "S3_ACCESS_KEY_ID"))
     s3_secret_access_key: str = Field(
         "patterns-local-secret",
         validation_alias=_env("S3_SECRET_ACCESS_KEY", "S3_SECRET_ACCESS_KEY"),
@@ -49,9 +43,7 @@ class P1Settings(BaseSettings):
     experiment_name: str = Field("p1-prefect-mlflow", validation_alias=_env("EXPERIMENT_NAME"))
     model_name: str = Field("p1-breast-cancer", validation_alias=_env("MODEL_NAME"))
     # The DVC-tracked raw data (its `.dvc` pointer is committed beside it).
-    data_file: Path = Field(
-        PATTERN_DIR / "data" / "raw" / "breast_cancer.csv", validation_alias=_env("DATA_FILE")
-    )
+    data_file: Path = Field(PATTERN_DIR / "data" / "raw" / "breast_cancer.csv", validation_alias=_env("DATA_FILE"))
     # Quality gates -------------------------------------------------------------
     max_nan_fraction: float = Field(0.05, ge=0, le=1, validation_alias=_env("MAX_NAN_FRACTION"))
     # A candidate replaces the champion only if its ROC AUC is higher by more than this.
@@ -78,9 +70,7 @@ class P1Settings(BaseSettings):
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "DVC_NO_ANALYTICS": "1",
                 # Fail in seconds, not minutes, when the tracking server goes away.
-                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get(
-                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"
-                ),
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
             }
         )

@@ -64,8 +64,11 @@ def test_first_run_registers_champion_with_lineage(stack: Stack, first_run: dict
     assert run_tags["p1.decision"] == "promoted"
     plots = stack.mlflow_get("artifacts/list", run_id=first_run["mlflow_run"], path="plots")
     assert [f["path"] for f in plots["files"]] == ["plots/confusion_matrix.png"]
-    png = httpx.get(f"{stack.mlflow}/get-artifact",
-                    params={"path": "plots/confusion_matrix.png", "run_uuid": first_run["mlflow_run"]}, timeout=30)
+    png = httpx.get(
+        f"{stack.mlflow}/get-artifact",
+        params={"path": "plots/confusion_matrix.png", "run_uuid": first_run["mlflow_run"]},
+        timeout=30,
+    )
     assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
 
     # The model version carries the same lineage.
@@ -93,9 +96,29 @@ def test_champion_serves_predictions_over_http(stack: Stack, first_run: dict[str
     """The README's long-running endpoint: `mlflow models serve` on the alias."""
     port = free_port()
     server = subprocess.Popen(
-        [UV, "run", "--locked", "--project", str(P1), "mlflow", "models", "serve",
-         "-m", f"models:/{MODEL}@champion", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=P1, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            UV,
+            "run",
+            "--locked",
+            "--project",
+            str(P1),
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{MODEL}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=P1,
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 180
@@ -189,8 +212,11 @@ BAD_DATA = {
 
 
 def _snapshot(stack: Stack) -> tuple[list[str], str | None, set[str]]:
-    return ([v["version"] for v in stack.model_versions(MODEL)], stack.alias_version(MODEL, "champion"),
-            {r["info"]["run_id"] for r in stack.runs(EXPERIMENT)})
+    return (
+        [v["version"] for v in stack.model_versions(MODEL)],
+        stack.alias_version(MODEL, "champion"),
+        {r["info"]["run_id"] for r in stack.runs(EXPERIMENT)},
+    )
 
 
 def _run_flow(stack: Stack, *args: str, env: dict[str, str] | None = None):
@@ -212,10 +238,17 @@ def test_bad_data_fails_the_run_and_registers_nothing(
     project = tmp_path / f"bad-{case}-{time.time_ns()}"
     project.mkdir()
     _write_csv(project / "data.csv", corrupt(_raw_rows()))
-    tracked = stack.in_env(P1, "python", str(Path(__file__).with_name("make_dvc_project.py")),
-                           str(project), "data.csv",
-                           env={"AWS_ACCESS_KEY_ID": stack.env["S3_ACCESS_KEY_ID"],
-                                "AWS_SECRET_ACCESS_KEY": stack.env["S3_SECRET_ACCESS_KEY"]})
+    tracked = stack.in_env(
+        P1,
+        "python",
+        str(Path(__file__).with_name("make_dvc_project.py")),
+        str(project),
+        "data.csv",
+        env={
+            "AWS_ACCESS_KEY_ID": stack.env["S3_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": stack.env["S3_SECRET_ACCESS_KEY"],
+        },
+    )
     assert tracked.returncode == 0, tracked.output
     (project / "data.csv").unlink()  # the flow must fetch it through DVC from S3
     versions, champion, runs = _snapshot(stack)
@@ -277,7 +310,11 @@ def test_served_deployment_has_schedule_and_runs(stack: Stack, first_run: dict[s
     cron = "0 3 * * *"
     server = subprocess.Popen(
         [UV, "run", "--locked", "--project", str(P1), "python", "flow.py", "serve", "--cron", cron],
-        cwd=P1, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=P1,
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 180

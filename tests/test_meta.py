@@ -1,0 +1,127 @@
+"""The repository keeps its promises to a newcomer: every pattern folder is a
+complete, copyable unit with a make target and a smoke test, and every
+command and path the READMEs name exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import PATTERNS, REPO
+
+PATTERN_DIRS = sorted(p for p in PATTERNS.iterdir() if p.is_dir() and re.match(r"p\d+_", p.name))
+READMES = [
+    REPO / "README.md",
+    *(p / "README.md" for p in PATTERN_DIRS),
+    *sorted(REPO.glob("infra/**/README.md")),
+    *sorted(REPO.glob("bench/README.md")),
+]
+
+
+def make_targets() -> set[str]:
+    listing = subprocess.run(
+        ["make", "-pRrq", "-f", str(REPO / "Makefile"), ":"], capture_output=True, text=True, cwd=REPO
+    ).stdout
+    return set(re.findall(r"^([a-zA-Z0-9][a-zA-Z0-9_.-]*):", listing, re.MULTILINE))
+
+
+def test_patterns_exist() -> None:
+    assert PATTERN_DIRS, "no pattern folder found under patterns/"
+
+
+@pytest.mark.parametrize("pattern", PATTERN_DIRS, ids=lambda p: p.name)
+def test_pattern_folder_is_complete(pattern: Path) -> None:
+    for name in ("README.md", "pyproject.toml", "uv.lock", ".env.example", "settings.py"):
+        assert (pattern / name).is_file(), f"{pattern.name} lacks {name}"
+    number = re.match(r"p(\d+)_", pattern.name).group(1)
+    assert f"pattern-{number}" in make_targets(), f"no `make pattern-{number}`"
+    smoke = list((REPO / "tests" / pattern.name).glob("test_*.py"))
+    assert smoke, f"no tests under tests/{pattern.name}/"
+    readme = (pattern / "README.md").read_text()
+    for heading in (
+        "What it shows",
+        "Architecture",
+        "Source of truth",
+        "Run",
+        "Expected output",
+        "Copy into your project",
+        "Scale out",
+    ):
+        assert re.search(rf"^##+ {heading}", readme, re.MULTILINE), f"{pattern.name}/README.md lacks '{heading}'"
+    assert "```mermaid" in readme
+    assert "Result: pattern=" in readme, "the README's expected output shows the Result line"
+
+
+@pytest.mark.parametrize("pattern", PATTERN_DIRS, ids=lambda p: p.name)
+def test_env_example_documents_every_setting(pattern: Path) -> None:
+    """Every field of the settings object appears in .env.example."""
+    source = (pattern / "settings.py").read_text()
+    fields = re.findall(r"^    ([a-z_0-9]+): [^=]+= Field\(", source, re.MULTILINE)
+    assert fields
+    example = (pattern / ".env.example").read_text()
+    number = re.match(r"p(\d+)_", pattern.name).group(1)
+    prefix = f"P{number}_"
+    for field in fields:
+        assert f"{prefix}{field.upper()}" in example, f"{prefix}{field.upper()} is not in .env.example"
+
+
+@pytest.mark.parametrize("pattern", PATTERN_DIRS, ids=lambda p: p.name)
+def test_lock_matches_pyproject(pattern: Path) -> None:
+    """Each environment resolves on its own: its lock names its own project."""
+    lock = tomllib.loads((pattern / "uv.lock").read_text())
+    name = tomllib.loads((pattern / "pyproject.toml").read_text())["project"]["name"]
+    assert name in {p["name"] for p in lock["package"]}
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: str(p.relative_to(REPO)))
+def test_readme_commands_and_paths_exist(readme: Path) -> None:
+    assert readme.is_file(), f"{readme.relative_to(REPO)} is missing"
+    text = readme.read_text()
+    targets = make_targets()
+    for target in re.findall(r"\bmake ([a-z][a-z0-9-]*)", text):
+        assert target in targets, f"{readme.relative_to(REPO)} names `make {target}`, which does not exist"
+    # Every relative path in backticks or links that looks like a file or folder of this repo.
+    candidates = re.findall(
+        r"`([A-Za-z0-9_.\-/]+/[A-Za-z0-9_.\-/]*|[A-Za-z0-9_\-]+\.(?:py|toml|yaml|yml|md|lock|"
+        r"example|dvc))`",
+        text,
+    )
+    candidates += re.findall(r"\]\((?!https?:|#|mailto:)([^)#\s]+)", text)
+    for candidate in candidates:
+        if "://" in candidate or candidate.startswith(("s3:", "models:", "runs:")) or "<" in candidate:
+            continue
+        if candidate.startswith(("/", "~", "../")):
+            continue
+        if any(ch in candidate for ch in "*{}$") or candidate.endswith("/.venv") or candidate == ".env":
+            continue
+        here = (readme.parent / candidate).exists()
+        at_root = (REPO / candidate).exists()
+        assert here or at_root, f"{readme.relative_to(REPO)} names `{candidate}`, which does not exist"
+
+
+def test_make_help_lists_every_public_target() -> None:
+    help_text = subprocess.run(
+        ["make", "--no-print-directory", "help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "UV": "true"},
+    ).stdout
+    makefile = (REPO / "Makefile").read_text()
+    public = re.findall(r"^([a-z][a-z0-9-]*):.*##", makefile, re.MULTILINE)
+    assert public
+    for target in public:
+        assert f"make {target}" in help_text
+    phony = set(" ".join(re.findall(r"^\.PHONY: (.*)$", makefile, re.MULTILINE)).split())
+    undocumented = {t for t in phony if not t.startswith("_")} - set(public)
+    assert not undocumented, f"targets without a `## help` line: {undocumented}"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    readme = (REPO / "README.md").read_text()
+    assert "make test" in ci
+    assert "make test" in readme and "make patterns" in readme

@@ -1,0 +1,84 @@
+"""The local stack's own contract: idempotent `up`, honest `status`, a clear
+error on a busy port, and `down` touching only what its state folder started."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Stack, stack_env
+
+pytestmark = pytest.mark.stack
+
+
+def _pids(stack: Stack) -> dict[str, str]:
+    done = stack.make("status")
+    assert done.returncode == 0, done.output
+    return {line.split()[0]: line.split()[-1] for line in done.stdout.splitlines() if "pid" in line}
+
+
+def test_up_is_idempotent(stack: Stack) -> None:
+    before = _pids(stack)
+    assert len(before) == 3
+    again = stack.make("up")
+    assert again.returncode == 0, again.output
+    assert _pids(stack) == before, "a second `make up` must not restart anything"
+
+
+def test_status_reports_every_service_healthy(stack: Stack) -> None:
+    done = stack.make("status")
+    assert done.returncode == 0
+    for name in ("SeaweedFS S3", "Prefect server", "MLflow server"):
+        line = next(line for line in done.stdout.splitlines() if line.startswith(name))
+        assert "RUNNING" in line and " healthy" in line
+
+
+def test_services_bind_loopback_only(stack: Stack) -> None:
+    for url in (stack.env["S3_ENDPOINT_URL"], stack.mlflow, stack.prefect):
+        port = int(url.split(":")[2].split("/")[0])
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.2", 0))  # another loopback address: nothing must answer there
+            assert probe.connect_ex(("127.0.0.2", port)) != 0, f"port {port} answers beyond 127.0.0.1"
+
+
+def test_buckets_exist_and_wrong_keys_are_rejected(stack: Stack) -> None:
+    names = {b["Name"] for b in stack.s3().list_buckets()["Buckets"]}
+    assert {"dvc", "mlflow"} <= names
+    import boto3
+    from botocore.exceptions import ClientError
+
+    wrong = boto3.client(
+        "s3",
+        endpoint_url=stack.env["S3_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="nobody",
+        aws_secret_access_key="nothing",
+    )
+    with pytest.raises(ClientError) as caught:
+        wrong.list_objects_v2(Bucket="dvc")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_busy_port_fails_clearly_and_starts_nothing(stack: Stack, tmp_path: Path) -> None:
+    env = stack_env(tmp_path / "other")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(env["STACK_MLFLOW_PORT"])))
+        squatter.listen()
+        other = Stack(env=env, state_dir=tmp_path / "other")
+        done = other.make("up", timeout=120)
+    assert done.returncode != 0
+    assert (
+        f"ports in use by another process: {env['STACK_MLFLOW_PORT']} (MLflow server; move it with "
+        "STACK_MLFLOW_PORT)" in done.stderr
+    )
+    assert not (tmp_path / "other" / "supervisord.pid").exists()
+
+
+def test_down_of_another_state_folder_leaves_this_stack_alone(stack: Stack, tmp_path: Path) -> None:
+    other = Stack(env=stack_env(tmp_path / "never-started"), state_dir=tmp_path / "never-started")
+    done = other.make("down")
+    assert done.returncode == 0 and "not running" in done.stdout
+    assert httpx.get(f"{stack.mlflow}/health", timeout=5).status_code == 200
+    assert len(_pids(stack)) == 3
