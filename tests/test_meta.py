@@ -13,12 +13,10 @@ import pytest
 from conftest import PATTERNS, REPO
 
 PATTERN_DIRS = sorted(p for p in PATTERNS.iterdir() if p.is_dir() and re.match(r"p\d+_", p.name))
-READMES = [
-    REPO / "README.md",
-    *(p / "README.md" for p in PATTERN_DIRS),
-    *sorted(REPO.glob("infra/**/README.md")),
-    *sorted(REPO.glob("bench/README.md")),
-]
+# Every README of the repository's own (not those inside environments or state folders).
+READMES = sorted(
+    p for p in REPO.rglob("README.md") if not any(part.startswith(".") for part in p.relative_to(REPO).parts)
+)
 
 
 def make_targets() -> set[str]:
