@@ -85,7 +85,7 @@ lint: _uv ## ruff (lint + format check) and shellcheck
 	$(UV) run --locked --project $(ROOT) ruff format --check $(ROOT)
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) shellcheck .ci/run $$(git ls-files '*.sh')
 
-bench: up ## Benchmarks: stack cold/warm start, warm pattern-1 (medians; BENCH_REPEAT=5)
+bench: _uv ## Benchmarks on a stack of its own: cold/warm stack start, warm pattern-1 (medians; BENCH_REPEAT=3)
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
 
 ##@ Housekeeping

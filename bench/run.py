@@ -1,0 +1,518 @@
+"""Benchmarks of the local tier and pattern 1, as people meet them: `make` wall times.
+
+    make bench                      BENCH_REPEAT=3 runs of each measure (the default)
+    make bench BENCH_REPEAT=5       more runs, steadier medians
+
+What is timed (each a whole `make` command, wall clock, uv and make included):
+
+1. local stack cold start: `make up` on a brand-new, empty STACK_STATE_DIR,
+   until it returns (every service healthy, buckets created); then `make down`.
+2. local stack warm start: `make up` on that state folder, initialised and
+   stopped; then `make down`.
+3. warm `make pattern-1`: with the stack up and one untimed warm-up run done, so
+   the timed runs take the idempotent path (the `decision=` of each run's
+   `Result:` line is recorded and reported).
+
+Isolation: everything runs against its own stack, in a temporary STACK_STATE_DIR,
+on free loopback ports, with the endpoints passed explicitly to every `make`: a
+stack you already run (`make up` on the default ports) is never touched. The
+stack is stopped and the temporary folder removed however the run ends.
+
+The report (median, min, max per measure, against the targets) is printed, and
+written to bench/results/<UTC timestamp>.json and bench/results/latest.md.
+A missed target is reported, not failed: the exit code is non-zero only when a
+command fails or times out. Knobs: BENCH_REPEAT (3), BENCH_TIMEOUT (600 s per command).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+HOST = "127.0.0.1"
+MAKE = shutil.which("make") or "make"
+
+
+class BenchError(RuntimeError):
+    """A command failed or timed out: what, and the tail of its output."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+
+
+@dataclass
+class Measure:
+    key: str
+    title: str
+    target_s: float | None = None  # None: reported, no target
+    samples: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, object]:
+        s = self.samples
+        median = statistics.median(s) if s else None
+        met = None if self.target_s is None or median is None else median <= self.target_s
+        return {
+            "key": self.key,
+            "measure": self.title,
+            "median_s": median,
+            "min_s": min(s) if s else None,
+            "max_s": max(s) if s else None,
+            "n": len(s),
+            "samples_s": s,
+            "target_s": self.target_s,
+            "target_met": met,
+            "notes": self.notes,
+            **self.extra,
+        }
+
+
+# ---- ports --------------------------------------------------------------------
+def _port_free(port: int) -> bool:
+    """The check stack.py makes before it starts anything: can we bind it on loopback?"""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_ports() -> dict[str, int]:
+    """Ten consecutive free ports below the kernel's ephemeral range (so no
+    outgoing connection takes one meanwhile): Prefect, MLflow, S3, then the
+    seven SeaweedFS ports (master, volume, filer, their gRPC ports, S3 gRPC)."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    high = max(ephemeral_low, 12000) - 10
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(10000, high)
+        if all(_port_free(p) for p in range(base, base + 10)):
+            return {
+                "STACK_PREFECT_PORT": base,
+                "STACK_MLFLOW_PORT": base + 1,
+                "STACK_S3_PORT": base + 2,
+                "STACK_SEAWEED_PORT_BASE": base + 3,
+            }
+    raise BenchError("found no block of 10 consecutive free ports on 127.0.0.1 between 10000 and 32768")
+
+
+def wait_ports_free(ports: dict[str, int], timeout: float = 120.0) -> float:
+    """After `make down`, wait (untimed) until `make up`'s own port check would pass.
+    Returns the seconds waited."""
+    every = [
+        ports["STACK_PREFECT_PORT"],
+        ports["STACK_MLFLOW_PORT"],
+        ports["STACK_S3_PORT"],
+        *range(ports["STACK_SEAWEED_PORT_BASE"], ports["STACK_SEAWEED_PORT_BASE"] + 7),
+    ]
+    t0 = time.monotonic()
+    while True:
+        busy = [p for p in every if not _port_free(p)]
+        if not busy:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise BenchError(f"ports {busy} still busy {timeout:.0f} s after `make down`")
+        time.sleep(0.5)
+
+
+# ---- running make -------------------------------------------------------------
+class Bench:
+    def __init__(self, repeat: int, timeout: float) -> None:
+        self.repeat = repeat
+        self.timeout = timeout
+        self.tmp = Path(tempfile.mkdtemp(prefix="patterns-bench-"))
+        self.ports = pick_ports()
+        self.state_dir = self.tmp / "state-0"
+        self.maybe_running: set[Path] = set()
+        self.timeline: list[tuple[float, str]] = []
+
+    def env(self, state_dir: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        # A fresh top-level make: no inherited flags or command-line variables
+        # (those would beat the environment; they are in the environment anyway).
+        for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+            env.pop(name, None)
+        # Nor the bench's own environment, which `uv run` activated: each `make`
+        # runs as from a plain shell (and uv does not warn about a foreign venv).
+        own = Path(sys.prefix)
+        if env.get("VIRTUAL_ENV") and Path(env["VIRTUAL_ENV"]).resolve() == own.resolve():
+            del env["VIRTUAL_ENV"]
+            env["PATH"] = os.pathsep.join(
+                d for d in env.get("PATH", "").split(os.pathsep) if d and Path(d).resolve() != (own / "bin").resolve()
+            )
+        p = self.ports
+        endpoints = {
+            "PREFECT_API_URL": f"http://{HOST}:{p['STACK_PREFECT_PORT']}/api",
+            "MLFLOW_TRACKING_URI": f"http://{HOST}:{p['STACK_MLFLOW_PORT']}",
+            "S3_ENDPOINT_URL": f"http://{HOST}:{p['STACK_S3_PORT']}",
+        }
+        env.update({k: str(v) for k, v in p.items()})
+        env["STACK_STATE_DIR"] = str(state_dir)
+        env.update(endpoints)
+        # Pattern 1 reads P1_<NAME> before the shared names (also from its .env):
+        # set those too, so nothing points it at another stack.
+        env.update({f"P1_{k}": v for k, v in endpoints.items()})
+        return env
+
+    def make(self, target: str, *args: str, state_dir: Path | None = None) -> tuple[float, str]:
+        """Run `make <target>`; return (wall seconds, combined output). Raise on failure.
+        Each output line is also kept with the second it appeared (self.timeline)."""
+        state_dir = state_dir or self.state_dir
+        cmd = [MAKE, "-C", str(ROOT), "--no-print-directory", target, *args]
+        timeline: list[tuple[float, str]] = []
+        self.timeline = timeline
+        t0 = time.perf_counter()
+        # Its own session: a timeout or Ctrl-C here kills make, uv and python together.
+        proc = subprocess.Popen(  # noqa: S603 - a fixed command line
+            cmd,
+            env=self.env(state_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+
+        def read() -> None:
+            for line in proc.stdout:
+                timeline.append((time.perf_counter() - t0, line))
+
+        reader = threading.Thread(target=read, name=f"make-{target}", daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=self.timeout)
+            elapsed = time.perf_counter() - t0
+        except BaseException as exc:  # timeout, Ctrl-C, SIGTERM
+            _kill_group(proc)
+            reader.join(timeout=5)
+            output = "".join(line for _, line in timeline)
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise BenchError(f"`make {target}` did not finish in {self.timeout:.0f} s", output) from None
+            raise
+        reader.join(timeout=30)
+        output = "".join(line for _, line in timeline)
+        if proc.returncode != 0:
+            raise BenchError(f"`make {target}` failed with exit code {proc.returncode}", output)
+        return elapsed, output
+
+    def up(self, state_dir: Path) -> tuple[float, str]:
+        self.maybe_running.add(state_dir)
+        return self.make("up", state_dir=state_dir)
+
+    def down(self, state_dir: Path) -> float:
+        seconds, _ = self.make("down", state_dir=state_dir)
+        self.maybe_running.discard(state_dir)
+        return seconds
+
+    def logs(self, state_dir: Path) -> str:
+        try:
+            return self.make("logs", "LINES=60", state_dir=state_dir)[1]
+        except BenchError as exc:
+            return f"(make logs failed: {exc})\n{exc.output}"
+
+    def cleanup(self) -> None:
+        for state_dir in sorted(self.maybe_running):
+            try:
+                self.down(state_dir)
+            except BenchError as exc:
+                print(f"warning: {exc}:\n{_tail(exc.output)}", file=sys.stderr)
+                _stop_supervisord(state_dir)
+        self.remove_weed_sockets()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.tmp.exists():
+            print(f"warning: could not remove {self.tmp} entirely", file=sys.stderr)
+
+    def remove_weed_sockets(self) -> None:
+        """SeaweedFS also listens on unix sockets named by port in the temp folder
+        (/tmp/seaweedfs-s3-<port>.sock, ...) and, stopped with SIGKILL, leaves them
+        there: remove those of this run's ports, once nothing listens on the port."""
+        base = self.ports["STACK_SEAWEED_PORT_BASE"]
+        ours = {self.ports["STACK_S3_PORT"], *range(base, base + 7)}
+        folder = Path(os.environ.get("TMPDIR") or "/tmp")  # where weed puts them
+        for sock in folder.glob("seaweedfs-*.sock"):
+            port = sock.stem.rsplit("-", 1)[-1]
+            if port.isdigit() and int(port) in ours and _port_free(int(port)):
+                sock.unlink(missing_ok=True)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _stop_supervisord(state_dir: Path) -> None:
+    """Last resort when `make down` failed: SIGTERM the supervisord this run
+    started (by the pid in its own state folder); it stops its children."""
+    try:
+        pid = int((state_dir / "supervisord.pid").read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    print(f"warning: supervisord pid {pid} (state {state_dir}) is still running", file=sys.stderr)
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _stack_reported(output: str) -> float | None:
+    """stack.py's own figure ('local stack up in 12.3 s'): the time without uv and make."""
+    match = re.search(r"local stack up in ([0-9.]+) s", output)
+    return float(match.group(1)) if match else None
+
+
+def _healthy_after(timeline: list[tuple[float, str]]) -> dict[str, float]:
+    """When `make up` printed each '<service> healthy' line, in seconds from its start."""
+    found = {}
+    for seconds, line in timeline:
+        match = re.match(r"\s+(\S.*?)\s+healthy\s", line)
+        if match:
+            found[match.group(1)] = round(seconds, 1)
+    return found
+
+
+def _decision(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith("Result: ")]
+    match = re.search(r"\bdecision=(\S*)", lines[-1]) if lines else None
+    return match.group(1) if match else "unknown"
+
+
+# ---- the measures -------------------------------------------------------------
+def run(bench: Bench) -> list[Measure]:
+    cold = Measure("stack_cold_start", "local stack cold start (`make up`, empty state)")
+    warm = Measure("stack_warm_start", "local stack warm start (`make up`, stopped)", target_s=20.0)
+    down = Measure("stack_down", "local stack stop (`make down`)")
+    p1 = Measure("pattern1_warm", "warm `make pattern-1`", target_s=30.0)
+    n = bench.repeat
+    reported: dict[str, list[float]] = {"stack_cold_start": [], "stack_warm_start": []}
+    port_waits: list[float] = []
+
+    def timed_up(measure: Measure, state_dir: Path, label: str) -> None:
+        port_waits.append(wait_ports_free(bench.ports))
+        seconds, output = bench.up(state_dir)
+        measure.samples.append(seconds)
+        inner = _stack_reported(output)
+        if inner is not None:
+            reported[measure.key].append(inner)
+        healthy = _healthy_after(bench.timeline)
+        for service, after in healthy.items():
+            measure.extra.setdefault("healthy_after_s", {}).setdefault(service, []).append(after)
+        phases = ", ".join(f"{k} {v:.1f}" for k, v in healthy.items())
+        print(f"  {label}: {seconds:6.1f} s  (stack.py reports {inner} s; healthy after: {phases})", flush=True)
+        down.samples.append(bench.down(state_dir))
+
+    print(f"1/3 cold stack start, {n} run(s), each on a new empty state folder", flush=True)
+    for i in range(n):
+        previous, bench.state_dir = bench.state_dir, bench.tmp / f"state-{i}"
+        if i and previous.exists():
+            shutil.rmtree(previous, ignore_errors=True)  # keep only the latest: disk
+        timed_up(cold, bench.state_dir, f"cold {i + 1}/{n}")
+
+    print(f"2/3 warm stack start, {n} run(s), on the initialised, stopped state folder", flush=True)
+    for i in range(n):
+        timed_up(warm, bench.state_dir, f"warm {i + 1}/{n}")
+
+    print(f"3/3 warm `make pattern-1`: stack up, one untimed warm-up, then {n} timed run(s)", flush=True)
+    wait_ports_free(bench.ports)
+    bench.up(bench.state_dir)
+    warmup_s, output = bench.make("pattern-1")
+    warmup = _decision(output)
+    print(f"  warm-up (untimed): {warmup_s:6.1f} s  decision={warmup}", flush=True)
+    decisions: list[str] = []
+    for i in range(n):
+        seconds, output = bench.make("pattern-1")
+        p1.samples.append(seconds)
+        decisions.append(_decision(output))
+        print(f"  run {i + 1}/{n}: {seconds:6.1f} s  decision={decisions[-1]}", flush=True)
+    down.samples.append(bench.down(bench.state_dir))
+
+    kinds = sorted(set(decisions))
+    p1.title += f" (decision={','.join(kinds)})"
+    p1.extra = {"decisions": decisions, "warmup_decision": warmup, "warmup_s": round(warmup_s, 3)}
+    if kinds != ["reused"]:
+        p1.notes.append(f"timed runs were not all on the idempotent path: {decisions}")
+    for m in (cold, warm):
+        if reported[m.key]:
+            m.extra["stack_py_reported_median_s"] = statistics.median(reported[m.key])
+    if max(port_waits, default=0) > 1:
+        down.notes.append(
+            f"ports took up to {max(port_waits):.1f} s to become bindable again after `make down` (untimed wait)"
+        )
+    return [cold, warm, p1, down]
+
+
+# ---- report -------------------------------------------------------------------
+def machine() -> dict[str, object]:
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    cpu = ""
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    try:
+        nproc = len(os.sched_getaffinity(0))
+    except AttributeError:
+        nproc = os.cpu_count() or 0
+    return {
+        "nproc": nproc,
+        "mem_total_gib": round(mem_kib / 1024 / 1024, 1),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(  # noqa: S603 - a fixed command line
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(  # noqa: S603
+            ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def render(summaries: list[dict[str, object]], info: dict[str, object], repeat: int) -> str:
+    rows = ["| measure | median s | min | max | n | target |", "|---|---:|---:|---:|---:|---|"]
+    for m in summaries:
+        if m["target_s"] is None:
+            target = "none"
+        else:
+            target = f"<= {m['target_s']:.0f} s: {'MET' if m['target_met'] else 'MISSED'}"
+        rows.append(
+            f"| {m['measure']} | {_s(m['median_s'])} | {_s(m['min_s'])} | {_s(m['max_s'])} | {m['n']} | {target} |"
+        )
+    notes = [f"- {m['key']}: {note}" for m in summaries for note in m["notes"]]
+    for m in summaries:
+        if "healthy_after_s" in m:
+            after = ", ".join(f"{k} {statistics.median(v):.1f} s" for k, v in m["healthy_after_s"].items())
+            notes.append(f"- {m['key']}: median time from `make up` until each service answered healthy: {after}")
+        if "stack_py_reported_median_s" in m:
+            notes.append(
+                f"- {m['key']}: stack.py itself reports a median of {m['stack_py_reported_median_s']:.1f} s "
+                "(the rest is uv and make)"
+            )
+        if "warmup_decision" in m:
+            notes.append(
+                f"- {m['key']}: the untimed warm-up run took {m['warmup_s']:.1f} s, decision={m['warmup_decision']}"
+            )
+    lines = [
+        f"Benchmark: BENCH_REPEAT={repeat}, wall clock of each `make` command, median of n runs.",
+        "",
+        *rows,
+        "",
+        f"Machine: nproc={info['nproc']}, memory {info['mem_total_gib']} GiB, {info['cpu'] or 'cpu unknown'}, "
+        f"Python {info['python']}, {info['platform']}",
+        f"Date: {info['date_utc']}, commit {info['commit']}",
+    ]
+    if notes:
+        lines += ["", "Notes:", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip() or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise SystemExit(f"error: {name}={raw!r} must be a whole number >= 1")
+    return value
+
+
+def main() -> int:
+    repeat = _int_env("BENCH_REPEAT", 3)
+    timeout = _int_env("BENCH_TIMEOUT", 600)
+
+    def _terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds through `finally`: the stack is stopped
+
+    signal.signal(signal.SIGTERM, _terminate)
+    info = {**machine(), "commit": git_commit()}
+    print(
+        f"machine: nproc={info['nproc']} mem={info['mem_total_gib']} GiB python={info['python']} "
+        f"date={info['date_utc']}",
+        flush=True,
+    )
+
+    bench = Bench(repeat, timeout)
+    print(f"state: {bench.tmp}  ports: {bench.ports}", flush=True)
+    try:
+        print("preparing environments (`make setup`, untimed)", flush=True)
+        bench.make("setup")
+        measures = run(bench)
+    except BenchError as exc:
+        print(f"\nerror: {exc}\n--- last lines of its output ---\n{_tail(exc.output)}", file=sys.stderr)
+        print(f"--- make logs ---\n{bench.logs(bench.state_dir)}", file=sys.stderr)
+        return 1
+    finally:
+        bench.cleanup()
+
+    summaries = [m.summary() for m in measures]
+    report = render(summaries, info, repeat)
+    print("\n" + report)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    data = {"repeat": repeat, "timeout_s": timeout, "machine": info, "ports": bench.ports, "measures": summaries}
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (RESULTS / "latest.md").write_text(report)
+    print(f"written: {RESULTS / (stamp + '.json')} and {RESULTS / 'latest.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
