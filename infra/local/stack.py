@@ -160,6 +160,10 @@ def services(s: StackSettings) -> list[Service]:
             f"-s3.port.grpc={b + 6}",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
+            # Its unix sockets default to /tmp/seaweedfs-*-<port>.sock and are
+            # left behind after a SIGKILL: keep them in the state folder.
+            f"-filer.localSocket={s.state_dir / 'seaweedfs-filer.sock'}",
+            f"-s3.localSocket={s.state_dir / 'seaweedfs-s3.sock'}",
             f"-s3.config={s.state_dir / 's3-identities.json'}",
             # A single master re-elects itself after the election timeout on
             # every start: 10 s by default, 1 s is plenty on one machine.
@@ -455,6 +459,10 @@ def down(s: StackSettings, quiet: bool = False) -> None:
         for victim in [pid, *children]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(victim, signal.SIGKILL)
+    # SeaweedFS's gRPC unix sockets always go to /tmp and outlive a SIGKILL.
+    for port in [s.s3_port, *range(s.seaweed_port_base, s.seaweed_port_base + 7)]:
+        for leftover in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+            leftover.unlink(missing_ok=True)
     if not quiet:
         print(f"local stack stopped (state kept in {s.state_dir}; `make clean` removes it)")
 
