@@ -26,6 +26,10 @@ def make_targets() -> set[str]:
     return set(re.findall(r"^([a-zA-Z0-9][a-zA-Z0-9_.-]*):", listing, re.MULTILINE))
 
 
+def _ignored_by_git(path: str) -> bool:
+    return subprocess.run(["git", "check-ignore", "-q", path.rstrip("/")], cwd=REPO).returncode == 0
+
+
 def test_patterns_exist() -> None:
     assert PATTERN_DIRS, "no pattern folder found under patterns/"
 
@@ -95,6 +99,8 @@ def test_readme_commands_and_paths_exist(readme: Path) -> None:
             continue
         if any(ch in candidate for ch in "*{}$") or candidate.endswith("/.venv") or candidate == ".env":
             continue
+        if _ignored_by_git(candidate):
+            continue  # a runtime product (state, environments), created by the commands
         here = (readme.parent / candidate).exists()
         at_root = (REPO / candidate).exists()
         assert here or at_root, f"{readme.relative_to(REPO)} names `{candidate}`, which does not exist"

@@ -134,6 +134,21 @@ def data_version(path: Path) -> DataVersion:
     return DataVersion(path=path, pointer=pointer, md5=md5, dvc_root=dvc_root_of(path))
 
 
+def remote_url(version: DataVersion, settings: P1Settings) -> str:
+    """The URL of the DVC project's default remote, e.g. s3://dvc/p1_prefect_mlflow."""
+    repo = open_repo(version.dvc_root, settings)
+    try:
+        name = repo.config["core"].get("remote")
+        if not name:
+            raise P1Error(
+                f"the DVC project {version.dvc_root} has no default remote",
+                "add one: `dvc remote add -d storage s3://YOUR-BUCKET/path`",
+            )
+        return repo.config["remote"][name]["url"]
+    finally:
+        repo.close()
+
+
 def pull(version: DataVersion, settings: P1Settings) -> Path:
     """Make the working copy match the pointer, fetching from the remote if needed."""
     from dvc.exceptions import DvcException
@@ -142,10 +157,9 @@ def pull(version: DataVersion, settings: P1Settings) -> Path:
     try:
         repo.pull(targets=[str(version.pointer)])
     except DvcException as exc:
-        remote = repo.config["remote"][repo.config["core"]["remote"]]["url"]
         raise P1Error(
             f"DVC could not fetch {version.path.name} (md5 {version.md5}) from the remote "
-            f"{remote} at {settings.s3_endpoint_url}: {exc}",
+            f"{remote_url(version, settings)} at {settings.s3_endpoint_url}: {exc}",
             "push the data first (`make pattern-1` does it for the bundled data set, "
             f"or `dvc push` in {version.dvc_root}), and check S3_ENDPOINT_URL and the S3 keys",
         ) from exc

@@ -105,12 +105,22 @@ def _check_http(url: str, what: str, variable: str, settings: P1Settings) -> Non
 
 
 @task
-def check_services(settings: P1Settings) -> None:
+def check_mlflow(settings: P1Settings) -> None:
     _check_http(f"{settings.mlflow_tracking_uri}/health", "MLflow tracking server", "MLFLOW_TRACKING_URI", settings)
+
+
+@task
+def check_s3(settings: P1Settings, version: data.DataVersion) -> None:
+    """The DVC remote's bucket answers to these keys (a wrong key fails here,
+    not halfway through a pull)."""
+    url = data.remote_url(version, settings)
+    if not url.startswith("s3://"):
+        return  # a local or non-S3 remote: DVC itself reports its errors
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
+    bucket = url.removeprefix("s3://").split("/", 1)[0]
     client = boto3.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,
@@ -118,7 +128,6 @@ def check_services(settings: P1Settings) -> None:
         aws_secret_access_key=settings.s3_secret_access_key,
         config=Config(connect_timeout=settings.connect_timeout, retries={"max_attempts": 1}),
     )
-    bucket = "dvc"
     try:
         client.list_objects_v2(Bucket=bucket, MaxKeys=1)
     except ClientError as exc:
@@ -131,8 +140,8 @@ def check_services(settings: P1Settings) -> None:
                 "S3 server was started with; the local stack's are in .env.example",
             ) from exc
         raise P1Error(
-            f"S3 at {settings.s3_endpoint_url}: bucket {bucket!r} is not usable ({code})",
-            "run `make up`, which creates the stack's buckets",
+            f"S3 at {settings.s3_endpoint_url}: bucket {bucket!r} of the DVC remote {url} is not usable ({code})",
+            "create the bucket (`make up` creates the local stack's), or fix the remote with `dvc remote modify`",
         ) from exc
     except BotoCoreError as exc:
         raise P1Error(
@@ -212,6 +221,9 @@ def preprocess(frame: pd.DataFrame, params: TrainParams):
 
 
 # ## Train and evaluate inside the MLflow run
+METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc")
+
+
 def _score(model, x_test: pd.DataFrame, y_test: pd.Series) -> dict[str, float]:
     from sklearn import metrics as m
 
@@ -427,8 +439,9 @@ def training_flow(
     settings = SETTINGS
     params = TrainParams(n_estimators, max_depth, test_size, random_state)
     params.validate()
-    check_services(settings)
+    check_mlflow(settings)
     version = resolve_data_version(Path(data_file) if data_file else settings.data_file)
+    check_s3(settings, version)
 
     outcome = Outcome(data_md5=version.md5, git_commit=git_commit(), prefect_flow_run_id=str(runtime.flow_run.id or ""))
     lineage = {
@@ -450,9 +463,7 @@ def training_flow(
         )
         outcome.mlflow_run_id = previous.info.run_id
         outcome.model_version = previous.data.tags.get("p1.model_version", "")
-        outcome.metrics = {
-            k: v for k, v in previous.data.metrics.items() if k in ("accuracy", "f1", "precision", "recall", "roc_auc")
-        }
+        outcome.metrics = {k: v for k, v in previous.data.metrics.items() if k in METRICS}
         print(outcome.reason)
         frame = validate(fetch_data(version, settings), settings.max_nan_fraction)
         _, x_test, _, _ = preprocess(frame, params)
@@ -482,8 +493,13 @@ def training_flow(
                 raise
         print(f"Decision: {outcome.decision}: {outcome.reason}")
 
-    champion = MlflowClient().get_model_version_by_alias(settings.model_name, "champion")
-    outcome.champion_version = champion.version
+    try:
+        outcome.champion_version = MlflowClient().get_model_version_by_alias(settings.model_name, "champion").version
+    except MlflowException as exc:
+        raise P1Error(
+            f"registered model {settings.model_name!r} has no 'champion' alias to deploy",
+            "set it in the MLflow UI (model > version > aliases), or retrain with other parameters or data",
+        ) from exc
     predictions = serve_and_score(settings, x_test)
     outcome.predictions = len(predictions)
     outcome.prediction_counts = {str(c): predictions.count(c) for c in sorted(set(predictions))}
