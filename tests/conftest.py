@@ -14,7 +14,9 @@ import os
 import re
 import socket
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +103,27 @@ class Stack:
             timeout=timeout,
         )
 
+    @contextmanager
+    def in_background(self, project: Path, *command: str) -> Iterator[subprocess.Popen]:
+        """A long-running command (a server, `flow.py serve`) in a pattern's
+        environment, always stopped: SIGTERM, then SIGKILL after 30 s."""
+        process = subprocess.Popen(
+            [UV, "run", "--locked", "--project", str(project), *command],
+            cwd=project,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
     # MLflow REST API -----------------------------------------------------------
     def mlflow_get(self, endpoint: str, **params) -> dict:
         response = httpx.get(f"{self.mlflow}/api/2.0/mlflow/{endpoint}", params=params, timeout=30)
@@ -161,6 +184,20 @@ def run(command: list[str], env: dict[str, str], cwd: Path = REPO, timeout: floa
         out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         pytest.fail(f"{' '.join(command)} timed out after {timeout} s:\n{out[-3000:]}")
     return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str, process: subprocess.Popen | None = None):
+    """Poll `check` until it returns something truthy (returned), failing the
+    test after `timeout` s, or at once if `process` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None:
+            assert process.poll() is None, f"exited while waiting for {what}:\n{process.stdout.read()[-3000:]}"
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s"
+        time.sleep(0.5)
 
 
 def stack_env(state_dir: Path) -> dict[str, str]:

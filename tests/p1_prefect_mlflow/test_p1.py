@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from conftest import PATTERNS, UV, Stack, free_port, parse_result
+from conftest import PATTERNS, Stack, free_port, parse_result, wait_for
 
 P1 = PATTERNS / "p1_prefect_mlflow"
 MODEL = "p1-breast-cancer"
@@ -95,57 +94,25 @@ def test_first_run_registers_champion_with_lineage(stack: Stack, first_run: dict
 def test_champion_serves_predictions_over_http(stack: Stack, first_run: dict[str, str]) -> None:
     """The README's long-running endpoint: `mlflow models serve` on the alias."""
     port = free_port()
-    server = subprocess.Popen(
-        [
-            UV,
-            "run",
-            "--locked",
-            "--project",
-            str(P1),
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            f"models:/{MODEL}@champion",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=P1,
-        env=stack.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stdout.read()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "model server did not answer /ping in 180 s"
-            time.sleep(0.5)
+    serve = ("mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager", "local")
+    with stack.in_background(P1, *serve, "-h", "127.0.0.1", "-p", str(port)) as server:
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/ping"), 180, "answer on /ping", server)
         rows = list(csv.DictReader(io.StringIO(RAW.read_text())))[:7]
         columns = [c for c in rows[0] if c != "target"]
         body = {"dataframe_split": {"columns": columns, "data": [[float(r[c]) for c in columns] for r in rows]}}
         response = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
-        assert response.status_code == 200, response.text
-        predictions = response.json()["predictions"]
-        assert len(predictions) == 7 and set(predictions) <= {0, 1}
-        # The first rows of the data set are malignant (0): a trained model agrees on most.
-        assert sum(p == int(r["target"]) for p, r in zip(predictions, rows, strict=True)) >= 6
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert len(predictions) == 7 and set(predictions) <= {0, 1}
+    # The first rows of the data set are malignant (0): a trained model agrees on most.
+    assert sum(p == int(r["target"]) for p, r in zip(predictions, rows, strict=True)) >= 6
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 # ---- idempotency and the champion rule --------------------------------------------
@@ -308,42 +275,20 @@ def test_served_deployment_has_schedule_and_runs(stack: Stack, first_run: dict[s
     """`python flow.py serve`: a deployment with a cron schedule whose runs this
     process executes. Trigger one run now instead of waiting for the cron tick."""
     cron = "0 3 * * *"
-    server = subprocess.Popen(
-        [UV, "run", "--locked", "--project", str(P1), "python", "flow.py", "serve", "--cron", cron],
-        cwd=P1,
-        env=stack.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, server.stdout.read()
-            found = stack.prefect_post("deployments/filter", {"deployments": {"name": {"any_": ["p1-retrain"]}}})
-            if found:
-                deployment = found[0]
-                break
-            assert time.monotonic() < deadline, "deployment p1-retrain did not appear in 180 s"
-            time.sleep(1)
+    with stack.in_background(P1, "python", "flow.py", "serve", "--cron", cron) as server:
+        by_name = {"deployments": {"name": {"any_": ["p1-retrain"]}}}
+        deployment = wait_for(lambda: stack.prefect_post("deployments/filter", by_name), 180, "deployment", server)[0]
         assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [cron]
         assert all(s["active"] for s in deployment["schedules"])
         versions_before = stack.model_versions(MODEL)
 
         flow_run = stack.prefect_post(f"deployments/{deployment['id']}/create_flow_run", {})
-        deadline = time.monotonic() + 300
-        while True:
+
+        def finished() -> dict | None:
             state = stack.prefect_get(f"flow_runs/{flow_run['id']}")["state"]
-            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            assert time.monotonic() < deadline, f"deployment run still {state['type']} after 300 s"
-            time.sleep(1)
-        assert state["type"] == "COMPLETED", state
-        # Same data, same parameters: the scheduled run reuses, registers nothing.
-        assert stack.model_versions(MODEL) == versions_before
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+        state = wait_for(finished, 300, "final state of the deployment run", server)
+    assert state["type"] == "COMPLETED", state
+    # Same data, same parameters: the scheduled run reuses, registers nothing.
+    assert stack.model_versions(MODEL) == versions_before
