@@ -33,6 +33,7 @@ export DVC_NO_ANALYTICS := 1
 
 STACK_PY := $(UV) run --locked --project $(ROOT)/infra/local python $(ROOT)/infra/local/stack.py
 P1 := $(ROOT)/patterns/p1_prefect_mlflow
+P2 := $(ROOT)/patterns/p2_airflow_kfp
 PYTEST_ARGS ?=
 
 ##@ Start here
@@ -47,6 +48,8 @@ setup: _uv ## Install uv and every environment from its lock file
 	$(UV) sync --locked --project $(ROOT)
 	$(UV) sync --locked --project $(ROOT)/infra/local
 	$(UV) sync --locked --project $(P1)
+	$(UV) sync --locked --project $(P2)
+	$(UV) sync --locked --project $(P2)/pipeline
 
 ##@ Local stack (SeaweedFS S3, Prefect server, MLflow server on 127.0.0.1)
 .PHONY: up down status logs
@@ -63,12 +66,43 @@ logs: _uv ## Print the tail of each service log (SERVICE=mlflow LINES=200)
 	@$(STACK_PY) logs $(SERVICE) -n $(or $(LINES),40)
 
 ##@ Patterns
-.PHONY: patterns pattern-1
-patterns: pattern-1 ## Run every pattern, in order, on the local tier
+.PHONY: patterns pattern-1 pattern-2 pattern-2-compile
+patterns: pattern-1 pattern-2 ## Run every pattern, in order, on the local tier
 
 pattern-1: up ## Prefect orchestrating MLflow (tracking, registry, serving), DVC data
 	@cd $(P1) && $(UV) run --locked python data.py publish
 	@cd $(P1) && $(UV) run --locked python flow.py $(ARGS)
+
+pattern-2: up ## Airflow triggering Kubeflow Pipelines: ETL in Airflow, training in KFP (kfp.local)
+	@$(UV) sync --locked --quiet --project $(P2)/pipeline
+	@cd $(P2) && $(UV) run --locked python run.py $(ARGS)
+
+pattern-2-compile: _uv ## Compile pattern 2's KFP pipeline to IR YAML (pipeline/p2_pipeline.yaml)
+	@cd $(P2)/pipeline && $(UV) run --locked python pipeline.py compile
+
+##@ kind tier (Kubernetes + KFP standalone; needs Docker; run by .github/workflows/e2e-kind.yml)
+KIND := bash $(ROOT)/infra/kind/kind.sh
+P2_KFP_IMAGE ?= p2-kfp-python:0.1.0
+.PHONY: kind-up kind-down kind-image kind-logs pattern-2-cluster
+kind-up: ## Create the kind cluster and install Kubeflow Pipelines (pinned), wait until ready
+	@$(KIND) up
+
+kind-down: ## Delete the kind cluster and stop its port-forwards
+	@$(KIND) down
+
+kind-image: ## Build pattern 2's KFP image and load it into the kind cluster
+	docker build -t $(P2_KFP_IMAGE) $(P2)/pipeline
+	@$(KIND) load $(P2_KFP_IMAGE)
+
+kind-logs: ## Nodes, KFP pods and recent pipeline pod logs
+	@$(KIND) logs
+
+pattern-2-cluster: _uv ## Pattern 2 in cluster mode: the DAG submits from a pod to the kind cluster's KFP
+	@$(KIND) port-forward
+	@$(KIND) s3 p2-data
+	@set -a && . "$(STACK_STATE_DIR)/../kind/s3.env" && set +a && \
+	  P2_KFP_HOST=http://ml-pipeline.kubeflow:8888 P2_KFP_IMAGE=$(P2_KFP_IMAGE) \
+	  $(MAKE) --no-print-directory pattern-2
 
 ##@ Quality
 .PHONY: test lint bench
@@ -76,6 +110,8 @@ test: _uv ## Run the test suite (starts its own stack on free ports)
 	$(UV) sync --locked --project $(ROOT)
 	$(UV) sync --locked --project $(ROOT)/infra/local
 	$(UV) sync --locked --project $(P1)
+	$(UV) sync --locked --project $(P2)
+	$(UV) sync --locked --project $(P2)/pipeline
 	@rc=0; $(UV) run --locked --project $(ROOT) pytest $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
@@ -93,6 +129,7 @@ bench: _uv ## Benchmarks on a stack of its own: cold/warm stack start, warm patt
 clean: ## Stop the stack and remove state, environments and pattern data copies
 	-@[ -x "$(UV)" ] && $(STACK_PY) down || true
 	rm -rf $(ROOT)/.state $(ROOT)/.venv $(ROOT)/infra/local/.venv $(P1)/.venv $(P1)/.dvc/cache $(P1)/.dvc/tmp
+	rm -rf $(P2)/.venv $(P2)/pipeline/.venv $(P2)/.state
 	rm -f $(P1)/data/raw/breast_cancer.csv
 
 # ---- bootstrap ------------------------------------------------------------------

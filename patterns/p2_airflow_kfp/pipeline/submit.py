@@ -1,0 +1,230 @@
+"""Pattern 2: submit one training run of the KFP pipeline and wait for it.
+
+Airflow calls this in the KFP environment, never imports it: locally as a
+subprocess of this folder's interpreter, on a cluster as the command of a
+KubernetesPodOperator pod whose image holds this environment.
+
+    python submit.py --mode local   --run-name NAME --dataset-uri s3://... --export-uri s3://... [--params-json '{...}']
+    python submit.py --mode cluster --host URL ...   (kfp.Client against a KFP API server)
+
+Both modes give the same answer: one JSON object, printed on the last line
+after `P2_SUBMIT_RESULT ` and, with --result-file, written there too (the pod
+writes /airflow/xcom/return.json, which the KubernetesPodOperator turns into
+XCom). The metrics themselves live in the run record the pipeline's
+evaluate step writes under --export-uri (metrics.json, model.joblib).
+
+Idempotency: the run name is derived by Airflow from the DAG id and the
+logical date. On a cluster, KFP's own run store answers "does a run with this
+name exist?" (a running one is waited for, a succeeded one reused). kfp.local
+keeps no run store, so this script keeps its own record: `run.json` under the
+export URI, written only after the run succeeded. Same name, record present:
+the run is reused, nothing executes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import re
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULT_PREFIX = "P2_SUBMIT_RESULT "
+RECORD = "run.json"
+INT_PARAMS = {"n_estimators", "max_depth", "random_state", "min_rows_per_class"}
+FLOAT_PARAMS = {"test_size"}
+# A component's exception, as its traceback's last line prints it.
+EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception)): (.+)$", re.MULTILINE)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # kfp.local colours its log lines
+
+
+class SubmitError(RuntimeError):
+    """The run failed or could not be submitted; the message says why."""
+
+
+# ## S3: the run record
+def _split(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri.removeprefix("s3://"):
+        raise SubmitError(f"{uri!r} is not an s3://bucket/prefix URI")
+    bucket, prefix = uri.removeprefix("s3://").split("/", 1)
+    return bucket, prefix.rstrip("/")
+
+
+def read_record(export_uri: str) -> dict | None:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    bucket, prefix = _split(export_uri)
+    try:
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/{RECORD}")["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    return json.loads(body)
+
+
+def write_record(export_uri: str, record: dict) -> None:
+    import boto3
+
+    bucket, prefix = _split(export_uri)
+    boto3.client("s3").put_object(
+        Bucket=bucket,
+        Key=f"{prefix}/{RECORD}",
+        Body=json.dumps(record, indent=2).encode(),
+        ContentType="application/json",
+    )
+
+
+def check_same_params(record: dict, params: dict, export_uri: str) -> None:
+    if record.get("params") != params:
+        raise SubmitError(
+            f"run {record['run_name']} already exists for this logical date with other parameters "
+            f"({record.get('params')}, asked for {params}); delete {export_uri}/{RECORD} to train again"
+        )
+
+
+# ## Local mode: kfp.local's SubprocessRunner
+class _Tee(io.TextIOBase):
+    """Keep what the components print (kfp.local relays their output to
+    sys.stdout) while still showing it."""
+
+    def __init__(self, stream):
+        self.stream, self.buffer = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.buffer.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def component_error(output: str) -> str:
+    """The last exception a component raised, as `Type: message`."""
+    found = EXCEPTION_LINE.findall(output)
+    return f"{found[-1][0]}: {found[-1][1]}" if found else ""
+
+
+def run_local(args: argparse.Namespace, params: dict) -> dict:
+    from kfp import local
+    from pipeline import wine_training
+
+    root = Path(args.pipeline_root).resolve() / args.run_name
+    root.mkdir(parents=True, exist_ok=True)
+    # use_venv=False: components run with this interpreter and its locked
+    # packages; nothing is installed at run time.
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    tee = _Tee(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(tee):
+            task = wine_training(dataset_uri=args.dataset_uri, export_uri=args.export_uri, **params)
+    except Exception as exc:  # kfp.local raises RuntimeError naming the failed task
+        failed = ANSI.sub("", str(exc))
+        raise SubmitError(f"{failed} {component_error(ANSI.sub('', tee.buffer.getvalue()))}".strip()) from exc
+    metrics = task.output  # the pipeline's output: the evaluate step's Metrics artifact
+    return {"run_id": f"local-{uuid.uuid4().hex[:12]}", "state": "SUCCEEDED", "kfp_metrics": dict(metrics.metadata)}
+
+
+# ## Cluster mode: kfp.Client against a KFP API server
+def run_cluster(args: argparse.Namespace, params: dict) -> tuple[dict, bool]:
+    import kfp
+    from pipeline import compile_pipeline
+
+    client = kfp.Client(host=args.host, namespace=args.namespace or None)
+    name_filter = json.dumps(
+        {"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": args.run_name}]}
+    )
+    found = client.list_runs(filter=name_filter, sort_by="created_at desc", page_size=1).runs or []
+    active = [r for r in found if r.state in ("PENDING", "RUNNING", "SUCCEEDED", "PAUSED")]
+    if active:
+        run_id, reused = active[0].run_id, True
+        print(f"reusing KFP run {run_id} ({active[0].state}) named {args.run_name}")
+    else:
+        package = compile_pipeline(Path(tempfile.mkdtemp()) / "p2_pipeline.yaml")
+        run = client.create_run_from_pipeline_package(
+            str(package),
+            arguments={"dataset_uri": args.dataset_uri, "export_uri": args.export_uri, **params},
+            run_name=args.run_name,
+            experiment_name=args.experiment,
+        )
+        run_id, reused = run.run_id, False
+        print(f"submitted KFP run {run_id} named {args.run_name}")
+    finished = client.wait_for_run_completion(run_id, timeout=args.timeout)
+    if finished.state != "SUCCEEDED":
+        raise SubmitError(f"KFP run {run_id} ended {finished.state}: {getattr(finished, 'error', '') or ''}")
+    return {"run_id": run_id, "state": finished.state}, reused
+
+
+# ## Command line
+def parse_params(text: str) -> dict:
+    """The pipeline parameters, as JSON: only known names, each of its type."""
+    params = json.loads(text or "{}")
+    if not isinstance(params, dict):
+        raise SubmitError(f"--params-json must be a JSON object, got {text!r}")
+    for key, value in params.items():
+        kind = int if key in INT_PARAMS else float if key in FLOAT_PARAMS else None
+        if kind is None:
+            raise SubmitError(f"unknown pipeline parameter {key!r}; known: {sorted(INT_PARAMS | FLOAT_PARAMS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+            raise SubmitError(f"pipeline parameter {key}={value!r} must be a {kind.__name__}")
+        params[key] = kind(value)
+    return params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Submit pattern 2's KFP pipeline and wait for it.")
+    parser.add_argument("--mode", choices=["local", "cluster"], default="local")
+    parser.add_argument("--run-name", required=True)
+    parser.add_argument("--dataset-uri", required=True)
+    parser.add_argument("--export-uri", required=True)
+    parser.add_argument("--params-json", default="{}", help='pipeline parameters, e.g. {"n_estimators": 50}')
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--pipeline-root", default=str(Path.cwd() / "local_outputs"), help="local mode")
+    parser.add_argument("--host", default="", help="cluster mode: the KFP API URL")
+    parser.add_argument("--namespace", default="")
+    parser.add_argument("--experiment", default="p2-airflow-kfp")
+    parser.add_argument("--result-file", type=Path)
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    result: dict = {"run_name": args.run_name, "mode": args.mode, "export_uri": args.export_uri}
+    try:
+        params = parse_params(args.params_json)
+        result["params"] = params
+        record = read_record(args.export_uri)
+        if record is not None:
+            check_same_params(record, params, args.export_uri)
+            print(f"run {args.run_name} already succeeded ({record['run_id']}): reusing it, nothing executes")
+            result |= {"run_id": record["run_id"], "state": record["state"], "reused": True}
+        else:
+            if args.mode == "local":
+                outcome, reused = run_local(args, params), False
+            else:
+                if not args.host:
+                    raise SubmitError("cluster mode needs --host (the KFP API URL)")
+                outcome, reused = run_cluster(args, params)
+            result |= outcome | {"reused": reused, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            write_record(args.export_uri, result)
+    except Exception as exc:
+        result |= {
+            "state": "FAILED",
+            "error": f"{exc}" if isinstance(exc, SubmitError) else f"{type(exc).__name__}: {exc}",
+        }
+    result["seconds"] = round(time.monotonic() - started, 2)
+    text = json.dumps(result)
+    if args.result_file:
+        args.result_file.parent.mkdir(parents=True, exist_ok=True)
+        args.result_file.write_text(text)
+    print(RESULT_PREFIX + text, flush=True)
+    return 0 if result["state"] == "SUCCEEDED" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
