@@ -81,7 +81,7 @@ pattern-2-compile: _uv ## Compile pattern 2's KFP pipeline to IR YAML (pipeline/
 	@cd $(P2)/pipeline && $(UV) run --locked python pipeline.py compile
 
 ##@ kind tier (Kubernetes + KFP standalone; needs Docker; run by .github/workflows/e2e-kind.yml)
-KIND := bash $(ROOT)/infra/kind/kind.sh
+KIND := UV=$(UV) bash $(ROOT)/infra/kind/kind.sh
 P2_KFP_IMAGE ?= p2-kfp-python:0.1.0
 .PHONY: kind-up kind-down kind-image kind-logs pattern-2-cluster
 kind-up: ## Create the kind cluster and install Kubeflow Pipelines (pinned), wait until ready
@@ -116,12 +116,13 @@ test: _uv ## Run the test suite (starts its own stack on free ports)
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
 
-lint: _uv ## ruff (lint + format check) and shellcheck
+lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema check
 	$(UV) run --locked --project $(ROOT) ruff check $(ROOT)
 	$(UV) run --locked --project $(ROOT) ruff format --check $(ROOT)
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) shellcheck .ci/run $$(git ls-files '*.sh')
+	cd $(ROOT) && $(UV) run --locked --project $(ROOT) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
-bench: _uv ## Benchmarks on a stack of its own: cold/warm stack start, warm pattern-1 (medians; BENCH_REPEAT=3)
+bench: _uv ## Benchmarks on a stack of its own: cold/warm stack start, warm pattern-1 and pattern-2 (medians; BENCH_REPEAT=3)
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
 
 ##@ Housekeeping

@@ -158,12 +158,19 @@ class Stack:
 
     # Prefect REST API ----------------------------------------------------------
     def prefect_post(self, path: str, body: dict) -> dict | list:
-        response = httpx.post(f"{self.prefect}/{path}", json=body, timeout=30)
-        response.raise_for_status()
-        return response.json()
+        return self._prefect("POST", path, body)
 
     def prefect_get(self, path: str) -> dict | list:
-        response = httpx.get(f"{self.prefect}/{path}", timeout=30)
+        return self._prefect("GET", path)
+
+    def _prefect(self, method: str, path: str, body: dict | None = None) -> dict | list:
+        """Prefect's server answers 503 when its SQLite database is busy and
+        means "retry"; its own client retries, and so do these calls (bounded)."""
+        for attempt in range(6):
+            response = httpx.request(method, f"{self.prefect}/{path}", json=body, timeout=30)
+            if response.status_code != 503:
+                break
+            time.sleep(0.5 * 2**attempt)
         response.raise_for_status()
         return response.json()
 
@@ -233,6 +240,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         pytest.fail(f"`make up` failed ({started.returncode}):\n{started.output}\n{logs}")
     yield s
     if request.session.testsfailed:
-        print("\n---- local stack logs (a test failed) ----\n" + s.make("logs", env={"LINES": "60"}).output)
+        # Through the terminal reporter: a plain print in a teardown is captured and lost.
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        logs = s.make("logs", env={"LINES": "60"}).output
+        reporter.write_line("\n---- local stack logs (a test failed) ----\n" + logs)
     stopped = s.make("down", timeout=120)
     assert stopped.returncode == 0, stopped.output
