@@ -95,13 +95,8 @@ class Stack:
         cwd: Path | None = None,
         timeout: float = 600,
     ) -> Completed:
-        """Run a command in a pattern's own locked environment (`uv run`)."""
-        return run(
-            [UV, "run", "--locked", "--project", str(project), *command],
-            env={**self.env, **(env or {})},
-            cwd=cwd or project,
-            timeout=timeout,
-        )
+        """Run a command in a pattern's own locked environment, with this stack's variables."""
+        return in_env(project, *command, env={**self.env, **(env or {})}, cwd=cwd, timeout=timeout)
 
     @contextmanager
     def in_background(self, project: Path, *command: str) -> Iterator[subprocess.Popen]:
@@ -205,6 +200,15 @@ def wait_for(check: Callable[[], object], timeout: float, what: str, process: su
             return result
         assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s"
         time.sleep(0.5)
+
+
+def in_env(
+    project: Path, *command: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 600
+) -> Completed:
+    """Run a command in a project's own locked environment (`uv run --project`)."""
+    return run(
+        [UV, "run", "--locked", "--project", str(project), *command], env=env, cwd=cwd or project, timeout=timeout
+    )
 
 
 def stack_env(state_dir: Path) -> dict[str, str]:

@@ -289,20 +289,21 @@ def train(x_train, x_test, y_train, y_test, params: TrainParams) -> tuple[str, d
 @task
 def evaluate_against_champion(
     settings: P1Settings, candidate: dict[str, float], x_test, y_test
-) -> tuple[bool, str, str, dict[str, float]]:
-    """Score the current champion on the same test split; promote only if better."""
+) -> tuple[bool, str, dict[str, float]]:
+    """Score the current champion on the same test split; promote only if better.
+    Returns (promote, the reason in words, the champion's scores)."""
     client = MlflowClient()
     try:
         champion = client.get_model_version_by_alias(settings.model_name, "champion")
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
-        return True, "no champion yet: the first model becomes champion", "", {}
+        return True, "no champion yet: the first model becomes champion", {}
     model = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")
     try:
         champion_scores = _score(model, x_test, y_test)
     except (ValueError, KeyError) as exc:
-        return True, f"champion v{champion.version} cannot score the current data ({exc})", champion.version, {}
+        return True, f"champion v{champion.version} cannot score the current data ({exc})", {}
     mlflow.log_metrics({f"champion_{k}": v for k, v in champion_scores.items()})
     gain = candidate["roc_auc"] - champion_scores["roc_auc"]
     if gain > settings.min_improvement:
@@ -312,7 +313,6 @@ def evaluate_against_champion(
                 f"roc_auc {candidate['roc_auc']:.4f} beats champion v{champion.version} "
                 f"({champion_scores['roc_auc']:.4f}) by {gain:+.4f}"
             ),
-            champion.version,
             champion_scores,
         )
     return (
@@ -321,7 +321,6 @@ def evaluate_against_champion(
             f"roc_auc {candidate['roc_auc']:.4f} does not beat champion v{champion.version} "
             f"({champion_scores['roc_auc']:.4f}) by more than {settings.min_improvement}"
         ),
-        champion.version,
         champion_scores,
     )
 
@@ -478,7 +477,7 @@ def training_flow(
                 mlflow.log_metrics({"data_rows": len(frame), "data_max_nan_fraction": float(frame.isna().mean().max())})
                 x_train, x_test, y_train, y_test = preprocess(frame, params)
                 model_uri, outcome.metrics = train(x_train, x_test, y_train, y_test, params)
-                promote, outcome.reason, _, outcome.champion_metrics = evaluate_against_champion(
+                promote, outcome.reason, outcome.champion_metrics = evaluate_against_champion(
                     settings, outcome.metrics, x_test, y_test
                 )
                 outcome.decision = "promoted" if promote else "kept-champion"

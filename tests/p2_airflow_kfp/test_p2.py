@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PATTERNS, UV, Stack, free_port, parse_result, run
+from conftest import PATTERNS, Stack, free_port, in_env, parse_result
 
 P2 = PATTERNS / "p2_airflow_kfp"
 PIPELINE = P2 / "pipeline"
@@ -32,24 +32,17 @@ TASKS = [
 ]
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without anything that could point pattern 2
-    or Airflow elsewhere."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("P2_", "AIRFLOW", "KFP_", "VIRTUAL_ENV"))}
+def clean_env(base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """An environment (this process's by default) without anything that could
+    point pattern 2 or Airflow elsewhere."""
+    source = os.environ if base is None else base
+    env = {k: v for k, v in source.items() if not k.startswith(("P2_", "AIRFLOW", "KFP_", "VIRTUAL_ENV"))}
     return env | extra
-
-
-def in_airflow_env(*command: str, env: dict[str, str], timeout: float = 300):
-    return run([UV, "run", "--locked", "--project", str(P2), *command], env=env, cwd=P2, timeout=timeout)
-
-
-def in_kfp_env(*command: str, env: dict[str, str], timeout: float = 300):
-    return run([UV, "run", "--locked", "--project", str(PIPELINE), *command], env=env, cwd=PIPELINE, timeout=timeout)
 
 
 def inspect(what: str, tmp_path: Path, **extra: str) -> dict:
     env = clean_env(AIRFLOW_HOME=str(tmp_path / "airflow"), AIRFLOW__CORE__LOAD_EXAMPLES="False", **extra)
-    done = in_airflow_env("python", str(INSPECT), what, env=env)
+    done = in_env(P2, "python", str(INSPECT), what, env=env, timeout=300)
     assert done.returncode == 0, done.output[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -101,11 +94,16 @@ def test_cluster_mode_renders_the_submit_pod_without_a_cluster(tmp_path: Path) -
 
 
 # ---- the KFP pipeline (no stack) -----------------------------------------------------
-def _compile(tmp_path: Path, **extra: str) -> dict:
+def _compile_text(tmp_path: Path, **extra: str) -> str:
+    """`pipeline.py compile` in the KFP environment; the IR as written."""
     out = tmp_path / "pipeline.yaml"
-    done = in_kfp_env("python", "pipeline.py", "compile", "--output", str(out), env=clean_env(**extra))
+    done = in_env(PIPELINE, "python", "pipeline.py", "compile", "--output", str(out), env=clean_env(**extra))
     assert done.returncode == 0, done.output[-3000:]
-    return yaml.safe_load(out.read_text())
+    return out.read_text()
+
+
+def _compile(tmp_path: Path, **extra: str) -> dict:
+    return yaml.safe_load(_compile_text(tmp_path, **extra))
 
 
 def _artifact_types(definitions: dict) -> dict[str, str]:
@@ -168,11 +166,10 @@ def test_pipeline_declares_an_accelerator_when_asked(tmp_path: Path) -> None:
 def test_cluster_compile_gives_components_s3_from_a_secret(tmp_path: Path) -> None:
     """What the submit pod compiles: validate and evaluate (the S3 readers and
     writers) get the in-cluster endpoint and the keys from the secret by name."""
-    out = tmp_path / "cluster.yaml"
-    env = clean_env(P2_CLUSTER_S3_SECRET="p2-s3-credentials", P2_CLUSTER_S3_ENDPOINT_URL="http://minio.example:9000")
-    done = in_kfp_env("python", "pipeline.py", "compile", "--output", str(out), env=env)
-    assert done.returncode == 0, done.output[-3000:]
-    pipeline_spec, platform_spec = yaml.safe_load_all(out.read_text())
+    text = _compile_text(
+        tmp_path, P2_CLUSTER_S3_SECRET="p2-s3-credentials", P2_CLUSTER_S3_ENDPOINT_URL="http://minio.example:9000"
+    )
+    pipeline_spec, platform_spec = yaml.safe_load_all(text)
     for executor in ("exec-validate", "exec-evaluate"):
         container = pipeline_spec["deploymentSpec"]["executors"][executor]["container"]
         # Only the endpoint is inlined; the keys come from the secret at run time.
@@ -194,8 +191,7 @@ def test_committed_ir_is_up_to_date(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def p2(stack: Stack) -> dict[str, str]:
     """Pattern 2's environment on the session stack: its own state folder."""
-    env = {k: v for k, v in stack.env.items() if not k.startswith(("P2_", "AIRFLOW", "KFP_"))}
-    return env | {"P2_STATE_DIR": str(stack.state_dir / "p2")}
+    return clean_env(stack.env, P2_STATE_DIR=str(stack.state_dir / "p2"))
 
 
 def run_p2(stack: Stack, p2: dict[str, str], *args: str, env: dict[str, str] | None = None):
