@@ -34,6 +34,8 @@ export DVC_NO_ANALYTICS := 1
 STACK_PY := $(UV) run --locked --project $(ROOT)/infra/local python $(ROOT)/infra/local/stack.py
 P1 := $(ROOT)/patterns/p1_prefect_mlflow
 P2 := $(ROOT)/patterns/p2_airflow_kfp
+P3 := $(ROOT)/patterns/p3_metaflow_prefect
+P3_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 ##@ Start here
@@ -50,6 +52,7 @@ setup: _uv ## Install uv and every environment from its lock file
 	$(UV) sync --locked --project $(P1)
 	$(UV) sync --locked --project $(P2)
 	$(UV) sync --locked --project $(P2)/pipeline
+	$(UV) sync --locked --project $(P3)
 
 ##@ Local stack (SeaweedFS S3, Prefect server, MLflow server on 127.0.0.1)
 .PHONY: up down status logs
@@ -66,8 +69,8 @@ logs: _uv ## Print the tail of each service log (SERVICE=mlflow LINES=200)
 	@$(STACK_PY) logs $(SERVICE) -n $(or $(LINES),40)
 
 ##@ Patterns
-.PHONY: patterns pattern-1 pattern-2 pattern-2-compile
-patterns: pattern-1 pattern-2 ## Run every pattern, in order, on the local tier
+.PHONY: patterns pattern-1 pattern-2 pattern-2-compile pattern-3 p3-workers
+patterns: pattern-1 pattern-2 pattern-3 ## Run every pattern, in order, on the local tier
 
 pattern-1: up ## Prefect orchestrating MLflow (tracking, registry, serving), DVC data
 	@cd $(P1) && $(UV) run --locked python data.py publish
@@ -79,6 +82,16 @@ pattern-2: up ## Airflow triggering Kubeflow Pipelines: ETL in Airflow, training
 
 pattern-2-compile: _uv ## Compile pattern 2's KFP pipeline to IR YAML (pipeline/p2_pipeline.yaml)
 	@cd $(P2)/pipeline && $(UV) run --locked python pipeline.py compile
+
+pattern-3: p3-workers ## Metaflow runs distributed by Prefect workers (2 under supervisord), lineage on S3
+	@cd $(P3) && $(UV) run --locked python flow.py $(ARGS)
+
+p3-workers: up ## Start P3_WORKERS (default 2) Prefect workers for pattern 3's work pool (idempotent)
+	@$(UV) sync --locked --quiet --project $(P3)
+	@for i in $$(seq 1 $(P3_WORKERS)); do \
+	  $(STACK_PY) add p3-worker-$$i --cwd $(P3) --pass-env 'PREFECT_API_URL,S3_*,P3_*,DO_NOT_TRACK' \
+	    -- $(P3)/.venv/bin/python $(P3)/worker.py p3-worker-$$i; \
+	done
 
 ##@ kind tier (Kubernetes + KFP standalone; needs Docker; run by .github/workflows/e2e-kind.yml)
 KIND := UV=$(UV) bash $(ROOT)/infra/kind/kind.sh
@@ -112,6 +125,7 @@ test: _uv ## Run the test suite (starts its own stack on free ports)
 	$(UV) sync --locked --project $(P1)
 	$(UV) sync --locked --project $(P2)
 	$(UV) sync --locked --project $(P2)/pipeline
+	$(UV) sync --locked --project $(P3)
 	@rc=0; $(UV) run --locked --project $(ROOT) pytest $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
@@ -130,7 +144,7 @@ bench: _uv ## Benchmarks on a stack of its own: cold/warm stack start, warm patt
 clean: ## Stop the stack and remove state, environments and pattern data copies
 	-@[ -x "$(UV)" ] && $(STACK_PY) down || true
 	rm -rf $(ROOT)/.state $(ROOT)/.venv $(ROOT)/infra/local/.venv $(P1)/.venv $(P1)/.dvc/cache $(P1)/.dvc/tmp
-	rm -rf $(P2)/.venv $(P2)/pipeline/.venv $(P2)/.state
+	rm -rf $(P2)/.venv $(P2)/pipeline/.venv $(P2)/.state $(P3)/.venv $(P3)/.state
 	rm -f $(P1)/data/raw/breast_cancer.csv
 
 # ---- bootstrap ------------------------------------------------------------------

@@ -21,7 +21,7 @@ def _pids(stack: Stack) -> dict[str, str]:
 
 def test_up_is_idempotent(stack: Stack) -> None:
     before = _pids(stack)
-    assert len(before) == 3
+    assert {"SeaweedFS", "Prefect", "MLflow"} <= set(before), before
     again = stack.make("up")
     assert again.returncode == 0, again.output
     assert _pids(stack) == before, "a second `make up` must not restart anything"
@@ -82,3 +82,59 @@ def test_down_of_another_state_folder_leaves_this_stack_alone(stack: Stack, tmp_
     assert done.returncode == 0 and "not running" in done.stdout
     assert httpx.get(f"{stack.mlflow}/health", timeout=5).status_code == 200
     assert len(_pids(stack)) == 3
+
+
+def test_prefect_server_accepts_the_null_paging_its_client_sends(stack: Stack) -> None:
+    """`flow.deploy()` and `prefect deploy` list a pool's workers with
+    `"limit": null`; fastapi 0.151+ under this Prefect answers 422 (test_pins)."""
+    if not _pool(stack, "pins-probe"):
+        stack.prefect_post("work_pools/", {"name": "pins-probe", "type": "process"})
+    assert stack.prefect_post("work_pools/pins-probe/workers/filter", {"limit": None, "offset": None}) == []
+
+
+def _pool(stack: Stack, name: str) -> bool:
+    return httpx.get(f"{stack.prefect}/work_pools/{name}", timeout=10).status_code == 200
+
+
+def test_added_program_runs_under_supervisord_and_is_removed(stack: Stack, tmp_path: Path) -> None:
+    """`stack.py add` (how pattern 3 starts its workers): a program restarted when
+    it dies, listed by status, idempotent, gone after remove."""
+    script = tmp_path / "sleeper.sh"
+    script.write_text('#!/bin/sh\necho "started with PROBE_VALUE=$PROBE_VALUE"\nexec sleep 600\n')
+    script.chmod(0o755)
+    stack_py = ["python", str(Path(__file__).resolve().parents[1] / "infra/local/stack.py")]
+    project = Path(__file__).resolve().parents[1] / "infra/local"
+    env = {"PROBE_VALUE": "42", "UNRELATED_SECRET": "no"}
+    add = [*stack_py, "add", "probe-sleeper", "--cwd", str(tmp_path), "--pass-env", "PROBE_*", "--", str(script)]
+    first = stack.in_env(project, *add, env=env)
+    assert first.returncode == 0, first.output
+    pid = int(stack.in_env(project, *stack_py, "pid", "probe-sleeper").stdout)
+    again = stack.in_env(project, *add, env=env)
+    assert again.returncode == 0 and f"pid {pid}" in again.stdout, "an unchanged program must be left running"
+    status = stack.make("status").stdout
+    assert any(line.startswith("probe-sleeper") and "RUNNING" in line for line in status.splitlines()), status
+    log = (stack.state_dir / "logs" / "probe-sleeper.log").read_text()
+    assert "PROBE_VALUE=42" in log
+    conf = (stack.state_dir / "programs" / "probe-sleeper.conf").read_text()
+    assert "UNRELATED_SECRET" not in conf, "only the variables asked for are handed over"
+
+    import os
+    import signal
+    import time
+
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        now = stack.in_env(project, *stack_py, "pid", "probe-sleeper")
+        if now.returncode == 0 and now.stdout.strip() not in ("", str(pid)):
+            break
+        assert time.monotonic() < deadline, f"supervisord did not restart the killed program: {now.output}"
+        time.sleep(0.5)
+
+    removed = stack.in_env(project, *stack_py, "remove", "probe-sleeper")
+    assert removed.returncode == 0, removed.output
+    gone = stack.in_env(project, *stack_py, "pid", "probe-sleeper")
+    assert gone.returncode == 1 and "no program named 'probe-sleeper'" in gone.stderr
+    assert not (stack.state_dir / "programs" / "probe-sleeper.conf").exists()
+    bad = stack.in_env(project, *stack_py, "add", "Bad_Name", "--cwd", str(tmp_path), "--", str(script))
+    assert bad.returncode == 1 and "lowercase letters, digits and dashes" in bad.stderr

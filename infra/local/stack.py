@@ -6,6 +6,11 @@ native process on 127.0.0.1 under supervisord.
     python stack.py status   one line per service: process state and health
     python stack.py logs     the tail of every service log (or: logs mlflow -n 200)
     python stack.py env      the client-side variables the patterns read, as shell exports
+    python stack.py add NAME --cwd DIR [--pass-env PATTERNS] -- COMMAND...
+                             run one more program (a pattern's worker) under this
+                             stack's supervisord; idempotent
+    python stack.py remove NAME   stop it and forget it
+    python stack.py pid NAME      print its pid (for fault-injection tests)
 
 Who owns what: supervisord owns the processes (restart on crash, stop with a
 timeout and then SIGKILL, since `weed server` ignores SIGTERM for 20+ s); this
@@ -54,7 +59,7 @@ class StackSettings(BaseSettings):
     # SeaweedFS also needs master, volume and filer ports plus their gRPC ports:
     # seven consecutive ports from this base.
     seaweed_port_base: int = 18330
-    buckets: list[str] = ["dvc", "mlflow", "p2-data"]
+    buckets: list[str] = ["dvc", "mlflow", "p2-data", "metaflow"]
     start_timeout: float = 180.0
     # Seconds supervisord waits after SIGTERM before SIGKILL.
     stop_timeout: int = 8
@@ -108,6 +113,10 @@ class StackSettings(BaseSettings):
         return self.state_dir / "logs"
 
     @property
+    def programs_dir(self) -> Path:
+        return self.state_dir / "programs"
+
+    @property
     def s3_endpoint_url(self) -> str:
         return f"http://{HOST}:{self.s3_port}"
 
@@ -131,7 +140,7 @@ class Service:
 
 
 def services(s: StackSettings) -> list[Service]:
-    """The three programs, in start order."""
+    """The three services, in start order."""
     b = s.seaweed_port_base
     quiet = {"DO_NOT_TRACK": "true"}
     s3_creds = {
@@ -235,6 +244,31 @@ def _quote_env(env: dict[str, str]) -> str:
     return ",".join(f'{k}="{v}"'.replace("%", "%%") for k, v in env.items())
 
 
+def _program(
+    name: str, command: list[str], environment: dict[str, str], directory: Path, priority: int, s: StackSettings
+) -> str:
+    import shlex
+
+    return f"""[program:{name}]
+command={shlex.join(command).replace("%", "%%")}
+environment={_quote_env(environment)}
+directory={directory}
+priority={priority}
+autostart=true
+autorestart=true
+startsecs=2
+startretries=3
+stopsignal=TERM
+stopwaitsecs={s.stop_timeout}
+stopasgroup=true
+killasgroup=true
+redirect_stderr=true
+stdout_logfile={s.log_dir / (name + ".log")}
+stdout_logfile_maxbytes=20MB
+stdout_logfile_backups=2
+"""
+
+
 def render_config(s: StackSettings) -> str:
     parts = [
         f"""[unix_http_server]
@@ -254,30 +288,14 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 
 [supervisorctl]
 serverurl=unix://{s.socket_path}
+
+; Programs added with `stack.py add` (pattern workers), one file each.
+[include]
+files = {s.programs_dir}/*.conf
 """
     ]
     for priority, svc in enumerate(services(s), start=1):
-        command = " ".join(svc.command).replace("%", "%%")
-        parts.append(
-            f"""[program:{svc.name}]
-command={command}
-environment={_quote_env(svc.environment)}
-directory={s.state_dir}
-priority={priority}
-autostart=true
-autorestart=true
-startsecs=2
-startretries=3
-stopsignal=TERM
-stopwaitsecs={s.stop_timeout}
-stopasgroup=true
-killasgroup=true
-redirect_stderr=true
-stdout_logfile={s.log_dir / (svc.name + ".log")}
-stdout_logfile_maxbytes=20MB
-stdout_logfile_backups=2
-"""
-        )
+        parts.append(_program(svc.name, svc.command, svc.environment, s.state_dir, priority, s))
     return "\n".join(parts)
 
 
@@ -303,7 +321,10 @@ def _supervisord_pid(s: StackSettings) -> int | None:
 
 
 def _port_free(port: int) -> bool:
+    """Whether a server could listen on `port`. SO_REUSEADDR, as servers set
+    it: connections in TIME_WAIT after a restart do not make a port busy."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -397,7 +418,7 @@ def up(s: StackSettings) -> None:
                 + ", ".join(busy)
                 + ". Stop that process, or set the variables named to free ports."
             )
-        for sub in ("logs", "prefect", "mlflow", "seaweedfs"):
+        for sub in ("logs", "prefect", "mlflow", "seaweedfs", "programs"):
             (s.state_dir / sub).mkdir(parents=True, exist_ok=True)
         _write_identities(s)
         s.conf_path.write_text(render_config(s))
@@ -467,6 +488,88 @@ def down(s: StackSettings, quiet: bool = False) -> None:
         print(f"local stack stopped (state kept in {s.state_dir}; `make clean` removes it)")
 
 
+# Extra programs (pattern workers) ----------------------------------------------
+CORE = {"s3", "prefect", "mlflow"}
+
+
+def _program_name(name: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name) or name in CORE:
+        raise StackError(
+            f"program name {name!r} is not allowed: use lowercase letters, digits and dashes, "
+            f"and none of the stack's own names ({', '.join(sorted(CORE))})"
+        )
+    return name
+
+
+def _running_rpc(s: StackSettings):
+    if _supervisord_pid(s) is None:
+        raise StackError(f"the local stack is not running (state: {s.state_dir}); start it with `make up`")
+    return _rpc(s)
+
+
+def add(s: StackSettings, name: str, command: list[str], cwd: Path, pass_env: list[str], timeout: float = 30) -> int:
+    """Run `command` as program `name` under this stack's supervisord (restarted
+    if it crashes, stopped with the stack). Idempotent: the same definition
+    leaves a running program alone, a changed one is replaced. Returns its pid."""
+    import fnmatch
+
+    _program_name(name)
+    if not command:
+        raise StackError("no command given: `stack.py add NAME --cwd DIR -- COMMAND...`")
+    rpc = _running_rpc(s)
+    environment = {k: v for k, v in sorted(os.environ.items()) if any(fnmatch.fnmatchcase(k, p) for p in pass_env)}
+    s.programs_dir.mkdir(parents=True, exist_ok=True)
+    if "[include]" not in s.conf_path.read_text():
+        raise StackError("the running stack predates `stack.py add`: restart it with `make down && make up`")
+    (s.programs_dir / f"{name}.conf").write_text(_program(name, command, environment, cwd.resolve(), 100, s))
+    added, changed, _removed = rpc.reloadConfig()[0]
+    if name in changed:
+        rpc.stopProcessGroup(name)
+        rpc.removeProcessGroup(name)
+        added.append(name)
+    if name in added:
+        rpc.addProcessGroup(name)  # autostart: supervisord starts it now
+    deadline = time.monotonic() + timeout
+    while True:
+        info = rpc.getProcessInfo(name)
+        if info["statename"] == "RUNNING":
+            return info["pid"]
+        if info["statename"] in ("FATAL", "EXITED") or time.monotonic() > deadline:
+            log = s.log_dir / f"{name}.log"
+            raise StackError(f"program {name} is {info['statename']}. Last lines of {log}:\n{_tail(log)}")
+        if info["statename"] == "STOPPED":
+            rpc.startProcess(name, False)
+        time.sleep(0.2)
+
+
+def remove(s: StackSettings, name: str) -> None:
+    _program_name(name)
+    rpc = _running_rpc(s)
+    with contextlib.suppress(xmlrpc.client.Fault):  # not running: nothing to stop
+        rpc.stopProcessGroup(name)
+    with contextlib.suppress(xmlrpc.client.Fault):
+        rpc.removeProcessGroup(name)
+    (s.programs_dir / f"{name}.conf").unlink(missing_ok=True)
+
+
+def pid(s: StackSettings, name: str) -> int:
+    try:
+        info = _running_rpc(s).getProcessInfo(name)
+    except xmlrpc.client.Fault as exc:
+        raise StackError(f"no program named {name!r} in this stack (`stack.py status` lists them)") from exc
+    if not info["pid"]:
+        raise StackError(f"program {name} is {info['statename']}, it has no pid")
+    return info["pid"]
+
+
+def _extra_programs(s: StackSettings) -> list[dict]:
+    if _supervisord_pid(s) is None:
+        return []
+    return [p for p in _rpc(s).getAllProcessInfo() if p["name"] not in CORE]
+
+
 def status(s: StackSettings) -> bool:
     running = _supervisord_pid(s) is not None
     states = {p["name"]: p for p in _rpc(s).getAllProcessInfo()} if running else {}
@@ -478,11 +581,14 @@ def status(s: StackSettings) -> bool:
         all_ok &= healthy
         pid = f"pid {info['pid']}" if info and info["pid"] else ""
         print(f"{svc.title:<15} {state:<9} {'healthy' if healthy else 'unhealthy':<10} {svc.health_url:<38} {pid}")
+    for info in _extra_programs(s):
+        all_ok &= info["statename"] == "RUNNING"
+        print(f"{info['name']:<15} {info['statename']:<9} {'':<10} {'(added with stack.py add)':<38} pid {info['pid']}")
     return all_ok
 
 
 def logs(s: StackSettings, service: str | None, lines: int) -> None:
-    names = [service] if service else [svc.name for svc in services(s)]
+    names = [service] if service else [svc.name for svc in services(s)] + [p["name"] for p in _extra_programs(s)]
     for name in names:
         log = s.log_dir / f"{name}.log"
         print(f"==> {log} <==\n{_tail(log, lines)}\n")
@@ -509,9 +615,23 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status")
     sub.add_parser("env")
     p_logs = sub.add_parser("logs")
-    p_logs.add_argument("service", nargs="?", choices=["s3", "prefect", "mlflow"])
+    p_logs.add_argument("service", nargs="?", help="s3, prefect, mlflow or an added program")
     p_logs.add_argument("-n", "--lines", type=int, default=40)
-    args = parser.parse_args(argv)
+    p_add = sub.add_parser("add")
+    p_add.add_argument("name")
+    p_add.add_argument("--cwd", type=Path, required=True)
+    p_add.add_argument(
+        "--pass-env",
+        default="",
+        help="comma-separated variable names or globs to hand the program (PREFECT_*,S3_*)",
+    )
+    p_remove = sub.add_parser("remove")
+    p_remove.add_argument("name")
+    p_pid = sub.add_parser("pid")
+    p_pid.add_argument("name")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    program = argv[argv.index("--") + 1 :] if "--" in argv else []  # `add ... -- COMMAND...`
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     try:
         settings = StackSettings()
         if args.command == "up":
@@ -531,6 +651,13 @@ def main(argv: list[str] | None = None) -> int:
             logs(settings, args.service, args.lines)
         elif args.command == "env":
             print(env_exports(settings))
+        elif args.command == "add":
+            patterns = [p.strip() for p in args.pass_env.split(",") if p.strip()]
+            print(f"  {args.name:<15} running  pid {add(settings, args.name, program, args.cwd, patterns)}")
+        elif args.command == "remove":
+            remove(settings, args.name)
+        elif args.command == "pid":
+            print(pid(settings, args.name))
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
