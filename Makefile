@@ -136,8 +136,12 @@ lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema chec
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) shellcheck .ci/run $$(git ls-files '*.sh')
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
-bench: _uv ## Benchmarks on a stack of its own: cold/warm stack start, warm pattern-1 and pattern-2 (medians; BENCH_REPEAT=3)
+bench: _uv ## Benchmarks on a stack of its own: stack start, warm pattern-1/2/3, p3 deployment overhead (medians; BENCH_REPEAT=3)
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
+
+.PHONY: _p3-overhead
+_p3-overhead: p3-workers
+	@cd $(P3) && $(UV) run --locked python $(ROOT)/bench/p3_overhead.py $(or $(BENCH_REPEAT),3)
 
 ##@ Housekeeping
 .PHONY: clean

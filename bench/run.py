@@ -1,4 +1,4 @@
-"""Benchmarks of the local tier and pattern 1, as people meet them: `make` wall times.
+"""Benchmarks of the local tier and the patterns, as people meet them: `make` wall times.
 
     make bench                      BENCH_REPEAT=3 runs of each measure (the default)
     make bench BENCH_REPEAT=5       more runs, steadier medians
@@ -14,6 +14,11 @@ What is timed (each a whole `make` command, wall clock, uv and make included):
    `Result:` line is recorded and reported).
 4. warm `make pattern-2`: one untimed warm-up run, then runs on new logical
    dates, so the KFP pipeline really executes each time (target 45 s).
+5. warm `make pattern-3`: a 4-way fan-out on 2 workers, after one untimed
+   warm-up (which starts the workers and deploys) (target 60 s). Then
+   bench/p3_overhead.py: one Metaflow training run directly (its CLI) and the
+   same run through the Prefect deployment, alternately; the difference is
+   the deployment's overhead (reported, no target).
 
 Isolation: everything runs against its own stack, in a temporary STACK_STATE_DIR,
 on free loopback ports, with the endpoints passed explicitly to every `make`: a
@@ -181,6 +186,9 @@ class Bench:
         # Pattern 2 likewise, and its Airflow home in the bench's own folder.
         env["P2_S3_ENDPOINT_URL"] = endpoints["S3_ENDPOINT_URL"]
         env["P2_STATE_DIR"] = str(self.tmp / "p2-state")
+        # Pattern 3 likewise; its workers inherit these through `make p3-workers`.
+        env.update({f"P3_{k}": v for k, v in endpoints.items() if k != "MLFLOW_TRACKING_URI"})
+        env["P3_METAFLOW_METADATA_DIR"] = str(self.tmp / "p3-metaflow")
         return env
 
     def make(self, target: str, *args: str, state_dir: Path | None = None) -> tuple[float, str]:
@@ -333,6 +341,9 @@ def run(bench: Bench) -> list[Measure]:
     down = Measure("stack_down", "local stack stop (`make down`)")
     p1 = Measure("pattern1_warm", "warm `make pattern-1`", target_s=30.0)
     p2 = Measure("pattern2_warm", "warm `make pattern-2` (new logical date: the pipeline runs)", target_s=45.0)
+    p3 = Measure("pattern3_warm", "warm `make pattern-3` (4-way fan-out on 2 workers)", target_s=60.0)
+    p3_direct = Measure("pattern3_metaflow_direct", "pattern 3: one Metaflow run directly (`trainflow.py run`)")
+    p3_deployed = Measure("pattern3_via_deployment", "pattern 3: the same run through the Prefect deployment")
     n = bench.repeat
     reported: dict[str, list[float]] = {"stack_cold_start": [], "stack_warm_start": []}
     port_waits: list[float] = []
@@ -351,18 +362,18 @@ def run(bench: Bench) -> list[Measure]:
         print(f"  {label}: {seconds:6.1f} s  (stack.py reports {inner} s; healthy after: {phases})", flush=True)
         down.samples.append(bench.down(state_dir))
 
-    print(f"1/4 cold stack start, {n} run(s), each on a new empty state folder", flush=True)
+    print(f"1/5 cold stack start, {n} run(s), each on a new empty state folder", flush=True)
     for i in range(n):
         previous, bench.state_dir = bench.state_dir, bench.tmp / f"state-{i}"
         if i and previous.exists():
             shutil.rmtree(previous, ignore_errors=True)  # keep only the latest: disk
         timed_up(cold, bench.state_dir, f"cold {i + 1}/{n}")
 
-    print(f"2/4 warm stack start, {n} run(s), on the initialised, stopped state folder", flush=True)
+    print(f"2/5 warm stack start, {n} run(s), on the initialised, stopped state folder", flush=True)
     for i in range(n):
         timed_up(warm, bench.state_dir, f"warm {i + 1}/{n}")
 
-    print(f"3/4 warm `make pattern-1`: stack up, one untimed warm-up, then {n} timed run(s)", flush=True)
+    print(f"3/5 warm `make pattern-1`: stack up, one untimed warm-up, then {n} timed run(s)", flush=True)
     wait_ports_free(bench.ports)
     bench.up(bench.state_dir)
     warmup_s, output = bench.make("pattern-1")
@@ -374,7 +385,7 @@ def run(bench: Bench) -> list[Measure]:
         p1.samples.append(seconds)
         decisions.append(_decision(output))
         print(f"  run {i + 1}/{n}: {seconds:6.1f} s  decision={decisions[-1]}", flush=True)
-    print(f"4/4 warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each a new logical date", flush=True)
+    print(f"4/5 warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each a new logical date", flush=True)
     warmup2_s, output = bench.make("pattern-2", "ARGS=--date 2026-01-01")
     print(f"  warm-up (untimed): {warmup2_s:6.1f} s  reused={_field(output, 'reused')}", flush=True)
     for i in range(n):
@@ -386,6 +397,23 @@ def run(bench: Bench) -> list[Measure]:
     p2.extra["warmup_s"] = round(warmup2_s, 3)
     if p2.extra["reused"] != ["false"] * n:
         p2.notes.append(f"timed runs were not all new pipeline executions: reused={p2.extra['reused']}")
+
+    print(f"5/5 warm `make pattern-3`: one untimed warm-up (workers, deploy), then {n} timed run(s)", flush=True)
+    warmup3_s, output = bench.make("pattern-3")
+    print(f"  warm-up (untimed): {warmup3_s:6.1f} s  workers={_field(output, 'workers')}", flush=True)
+    for i in range(n):
+        seconds, output = bench.make("pattern-3")
+        p3.samples.append(seconds)
+        p3.extra.setdefault("workers", []).append(_field(output, "workers"))
+        print(f"  run {i + 1}/{n}: {seconds:6.1f} s  workers={p3.extra['workers'][-1]}", flush=True)
+    p3.extra["warmup_s"] = round(warmup3_s, 3)
+    print(f"  deployment overhead: {n} direct and {n} deployed Metaflow run(s), alternately", flush=True)
+    _, output = bench.make("_p3-overhead", f"BENCH_REPEAT={n}")
+    overhead = json.loads(output.strip().splitlines()[-1])
+    p3_direct.samples, p3_deployed.samples = overhead["direct_s"], overhead["deployment_s"]
+    extra = statistics.median(p3_deployed.samples) - statistics.median(p3_direct.samples)
+    p3_deployed.notes.append(f"median overhead of the deployment path: {extra:.1f} s per run")
+    print(f"  direct {overhead['direct_s']}  deployed {overhead['deployment_s']}", flush=True)
     down.samples.append(bench.down(bench.state_dir))
 
     kinds = sorted(set(decisions))
@@ -400,7 +428,7 @@ def run(bench: Bench) -> list[Measure]:
         down.notes.append(
             f"ports took up to {max(port_waits):.1f} s to become bindable again after `make down` (untimed wait)"
         )
-    return [cold, warm, p1, p2, down]
+    return [cold, warm, p1, p2, p3, p3_direct, p3_deployed, down]
 
 
 # ---- report -------------------------------------------------------------------

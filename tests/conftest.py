@@ -99,13 +99,15 @@ class Stack:
         return in_env(project, *command, env={**self.env, **(env or {})}, cwd=cwd, timeout=timeout)
 
     @contextmanager
-    def in_background(self, project: Path, *command: str) -> Iterator[subprocess.Popen]:
+    def in_background(
+        self, project: Path, *command: str, env: dict[str, str] | None = None
+    ) -> Iterator[subprocess.Popen]:
         """A long-running command (a server, `flow.py serve`) in a pattern's
         environment, always stopped: SIGTERM, then SIGKILL after 30 s."""
         process = subprocess.Popen(
             [UV, "run", "--locked", "--project", str(project), *command],
             cwd=project,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -214,7 +216,9 @@ def in_env(
 def stack_env(state_dir: Path) -> dict[str, str]:
     prefect, mlflow, s3 = free_port(), free_port(), free_port()
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "P1_", "STACK_", "VIRTUAL_ENV"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "MLFLOW_", "P1_", "P3_", "STACK_", "VIRTUAL_ENV"))
     }
     env.update(
         STACK_STATE_DIR=str(state_dir),

@@ -81,7 +81,7 @@ def test_down_of_another_state_folder_leaves_this_stack_alone(stack: Stack, tmp_
     done = other.make("down")
     assert done.returncode == 0 and "not running" in done.stdout
     assert httpx.get(f"{stack.mlflow}/health", timeout=5).status_code == 200
-    assert len(_pids(stack)) == 3
+    assert {"SeaweedFS", "Prefect", "MLflow"} <= set(_pids(stack))
 
 
 def test_prefect_server_accepts_the_null_paging_its_client_sends(stack: Stack) -> None:

@@ -39,9 +39,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from errors import P3Error
-from settings import PATTERN_DIR, P3Settings
+from settings import PATTERN_DIR, P3Settings, load_settings
 
-SETTINGS = P3Settings()
+SETTINGS = load_settings()
 SETTINGS.export_to_environ()
 
 import boto3  # noqa: E402
@@ -143,8 +143,8 @@ def publish_dataset(s: P3Settings) -> tuple[str, str]:
             f"cannot read the dataset {s.data_file} ({exc.strerror})", "set P3_DATA_FILE to a CSV file"
         ) from None
     sha = hashlib.sha256(raw).hexdigest()
-    prefix = s.metaflow_s3_root.removeprefix("s3://").split("/", 1)[1] if "/" in s.metaflow_s3_root[5:] else ""
-    key = f"{prefix.rstrip('/')}/datasets/{s.data_file.stem}-{sha}.csv".lstrip("/")
+    prefix = s.metaflow_s3_root.removeprefix("s3://").partition("/")[2].strip("/")
+    key = "/".join(part for part in (prefix, "datasets", f"{s.data_file.stem}-{sha}.csv") if part)
     client = s3_client(s)
     try:
         client.head_object(Bucket=s.metaflow_bucket, Key=key)
@@ -168,6 +168,7 @@ def deploy(s: P3Settings) -> str:
         tags=["p3"],
         description="One Metaflow training run (trainflow.py), tagged with this flow run's id.",
         print_next_steps=False,
+        ignore_warnings=True,
     )
     ensure_crash_detection(s, str(deployment_id))
     return str(deployment_id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PATTERN_DIR = Path(__file__).resolve().parent
@@ -74,6 +74,13 @@ class P3Settings(BaseSettings):
     # How long a service may take to answer the pre-flight checks.
     connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("CONNECT_TIMEOUT"))
 
+    @field_validator("metaflow_s3_root")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        if not value.startswith("s3://") or not value.removeprefix("s3://").split("/")[0]:
+            raise ValueError(f"P3_METAFLOW_S3_ROOT={value!r} must be an s3://bucket/prefix URL")
+        return value.rstrip("/")
+
     @property
     def metaflow_bucket(self) -> str:
         return self.metaflow_s3_root.removeprefix("s3://").split("/", 1)[0]
@@ -116,3 +123,14 @@ class P3Settings(BaseSettings):
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             }
         )
+
+
+def load_settings() -> P3Settings:
+    """The settings, or exit 1 with the variable that is wrong (no traceback)."""
+    try:
+        return P3Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
+        raise SystemExit(f"error: invalid setting {problems}\n  fix: correct it in the environment or .env") from None

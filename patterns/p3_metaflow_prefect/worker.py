@@ -19,12 +19,12 @@ import os
 import sys
 from pathlib import Path
 
-from settings import P3Settings
+from settings import load_settings
 
 
 def main(argv: list[str]) -> None:
     name = argv[1] if len(argv) > 1 else "p3-worker"
-    settings = P3Settings()
+    settings = load_settings()
     settings.export_to_environ()
     # Flow runs are subprocesses of the worker: they must find this
     # environment's python and Metaflow whatever PATH the worker inherited.
