@@ -88,10 +88,8 @@ pattern-3: p3-workers ## Metaflow runs distributed by Prefect workers (2 under s
 
 p3-workers: up ## Start P3_WORKERS (default 2) Prefect workers for pattern 3's work pool (idempotent)
 	@$(UV) sync --locked --quiet --project $(P3)
-	@for i in $$(seq 1 $(P3_WORKERS)); do \
-	  $(STACK_PY) add p3-worker-$$i --cwd $(P3) --pass-env 'PREFECT_API_URL,S3_*,P3_*,DO_NOT_TRACK' \
-	    -- $(P3)/.venv/bin/python $(P3)/worker.py p3-worker-$$i; \
-	done
+	@$(STACK_PY) add $$(seq -f 'p3-worker-%g' 1 $(P3_WORKERS)) --cwd $(P3) \
+	  --pass-env 'PREFECT_API_URL,S3_*,P3_*,DO_NOT_TRACK' -- $(P3)/.venv/bin/python $(P3)/worker.py '{name}'
 
 ##@ kind tier (Kubernetes + KFP standalone; needs Docker; run by .github/workflows/e2e-kind.yml)
 KIND := UV=$(UV) bash $(ROOT)/infra/kind/kind.sh

@@ -6,9 +6,10 @@ native process on 127.0.0.1 under supervisord.
     python stack.py status   one line per service: process state and health
     python stack.py logs     the tail of every service log (or: logs mlflow -n 200)
     python stack.py env      the client-side variables the patterns read, as shell exports
-    python stack.py add NAME --cwd DIR [--pass-env PATTERNS] -- COMMAND...
-                             run one more program (a pattern's worker) under this
-                             stack's supervisord; idempotent
+    python stack.py add NAME... --cwd DIR [--pass-env PATTERNS] -- COMMAND...
+                             run more programs (a pattern's workers) under this
+                             stack's supervisord, `{name}` in COMMAND replaced
+                             by each NAME; idempotent
     python stack.py remove NAME   stop it and forget it
     python stack.py pid NAME      print its pid (for fault-injection tests)
 
@@ -618,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     p_logs.add_argument("service", nargs="?", help="s3, prefect, mlflow or an added program")
     p_logs.add_argument("-n", "--lines", type=int, default=40)
     p_add = sub.add_parser("add")
-    p_add.add_argument("name")
+    p_add.add_argument("names", nargs="+", metavar="NAME", help="one program per name; {name} in COMMAND is replaced")
     p_add.add_argument("--cwd", type=Path, required=True)
     p_add.add_argument(
         "--pass-env",
@@ -653,7 +654,9 @@ def main(argv: list[str] | None = None) -> int:
             print(env_exports(settings))
         elif args.command == "add":
             patterns = [p.strip() for p in args.pass_env.split(",") if p.strip()]
-            print(f"  {args.name:<15} running  pid {add(settings, args.name, program, args.cwd, patterns)}")
+            for name in args.names:
+                command = [part.replace("{name}", name) for part in program]
+                print(f"  {name:<15} running  pid {add(settings, name, command, args.cwd, patterns)}")
         elif args.command == "remove":
             remove(settings, args.name)
         elif args.command == "pid":

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import hashlib
 import os
 import signal
@@ -44,16 +45,14 @@ from settings import PATTERN_DIR, P3Settings, load_settings
 SETTINGS = load_settings()
 SETTINGS.export_to_environ()
 
-import boto3  # noqa: E402
 import httpx  # noqa: E402
-from botocore.config import Config  # noqa: E402
-from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
 from prefect import flow, get_run_logger, runtime  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.deployments import run_deployment  # noqa: E402
 
 TRAINFLOW = PATTERN_DIR / "trainflow.py"
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 METAFLOW_FLOW = "P3TrainFlow"
 CHILD_FLOW = "p3-train-one"
 PARENT_FLOW = "p3-fan-out"
@@ -91,6 +90,8 @@ def parse_grid(text: str) -> list[GridPoint]:
 
 # ## Pre-flight: fail in seconds, naming the service and the variable to fix
 def preflight(s: P3Settings) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         httpx.get(f"{s.prefect_api_url}/health", timeout=s.connect_timeout).raise_for_status()
     except httpx.HTTPError as exc:
@@ -120,6 +121,11 @@ def preflight(s: P3Settings) -> None:
 
 
 def s3_client(s: P3Settings):
+    # boto3 is imported here, not at the top: a worker's flow run loads this
+    # module and never needs it (Metaflow has its own client).
+    import boto3
+    from botocore.config import Config
+
     return boto3.client(
         "s3",
         endpoint_url=s.s3_endpoint_url,
@@ -136,6 +142,8 @@ def s3_client(s: P3Settings):
 def publish_dataset(s: P3Settings) -> tuple[str, str]:
     """Upload the dataset under its sha256 (once), return (s3 url, sha256).
     A Metaflow run re-checks the sha256 of what it reads."""
+    from botocore.exceptions import ClientError
+
     try:
         raw = s.data_file.read_bytes()
     except OSError as exc:
@@ -273,14 +281,14 @@ def train_one(
 def run_metaflow(parameters: dict, tags: list[str], flow_run_id: str) -> tuple[int, str, str, str | None]:
     """`python trainflow.py run ...`, fenced to this flow run.
 
-    A Metaflow run keeps going only while its Prefect flow run does. When a
-    worker dies, Prefect marks the flow run CRASHED (and resubmits it), but
-    the Metaflow runtime lives in its own process group and would finish a
-    model that no Prefect run owns: a duplicate of the resubmitted run. So the
-    runtime gets a session of its own, and its whole group is killed when the
-    flow run reaches a final state (crashed, cancelled) or this process dies
-    (the parent-death signal, on Linux). A run killed that way never reaches
-    `end`, so it is never `successful`. Returns (exit code, stdout, stderr, run id)."""
+    A Metaflow run keeps going only while its Prefect flow run does. Once
+    Prefect has given up on a flow run (CRASHED, and resubmitted; or
+    cancelled), a Metaflow run left going would finish a model that no Prefect
+    run owns: a duplicate of the resubmitted run. So the runtime gets a
+    session of its own, and the whole session is killed when the flow run
+    reaches a final state or this process dies (the parent-death signal, on
+    Linux). A run stopped that way never reaches `end`, so it is never
+    `successful`. Returns (exit code, stdout, stderr, run id)."""
     import subprocess
     import tempfile
 
@@ -325,7 +333,7 @@ def _wait_while_flow_run_is_live(process, flow_run_id: str) -> str | None:
     with get_client(sync_client=True) as client:
         while True:
             try:
-                process.wait(timeout=2)
+                process.wait(timeout=5)
                 return None
             except subprocess.TimeoutExpired:
                 pass
@@ -338,12 +346,11 @@ def _wait_while_flow_run_is_live(process, flow_run_id: str) -> str | None:
 
 
 def _die_with_parent() -> None:
-    """SIGKILL this process when its parent dies (Linux; elsewhere a no-op)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    """SIGKILL this process when its parent dies (Linux; elsewhere a no-op).
+    Also runs between fork and exec, so it only calls a function resolved
+    beforehand: no import, no lock."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def worker_of(flow_run_id: str) -> str:
@@ -425,24 +432,27 @@ def fan_out(grid: str = DEFAULT_GRID, folds: int = 3, seed: int = 0) -> dict:
     deadline = time.monotonic() + SETTINGS.fan_out_timeout
     with get_client(sync_client=True) as client:
         while len(final) < len(points):
-            for i in [i for i in attempts if i not in final]:
-                child = client.read_flow_run(attempts[i][-1])
-                if not child.state or not child.state.is_final():
+            time.sleep(1.0)
+            # One request for every run still open: on two cores the API server's
+            # CPU is shared with the runs themselves.
+            latest = {i: attempts[i][-1] for i in attempts if i not in final}
+            runs = {r.id: r for r in client.read_flow_runs(flow_run_filter=_ids_filter(latest.values()))}
+            for i, run_id in latest.items():
+                child = runs.get(run_id)
+                if child is None or not child.state or not child.state.is_final():
                     continue
                 if child.state.is_crashed() and len(attempts[i]) <= SETTINGS.crash_resubmits:
                     logger.warning("%s crashed (%s): resubmitting", child.name, child.state.message)
                     submit(i)
                 else:
                     final[i] = child
-            if time.monotonic() > deadline:
+            if len(final) < len(points) and time.monotonic() > deadline:
                 waiting = [str(attempts[i][-1]) for i in attempts if i not in final]
                 raise P3Error(
                     f"{len(waiting)} run(s) not finished after {SETTINGS.fan_out_timeout:.0f} s: {', '.join(waiting)}",
                     f"check that workers poll the pool {SETTINGS.work_pool!r} (`make pattern-3` starts two), "
                     "or raise P3_FAN_OUT_TIMEOUT",
                 )
-            if len(final) < len(points):
-                time.sleep(0.5)
 
     failed = {i: child for i, child in final.items() if not child.state.is_completed()}
     if failed:
@@ -468,6 +478,12 @@ def fan_out(grid: str = DEFAULT_GRID, folds: int = 3, seed: int = 0) -> dict:
         ),
     )
     return {"flow_run_id": parent_id, "data_url": data_url, "data_version": data_version, "rows": rows, "best": best}
+
+
+def _ids_filter(ids):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    return FlowRunFilter(id=FlowRunFilterId(any_=list(ids)))
 
 
 def collect(point: GridPoint, child, attempts: int) -> dict:
