@@ -32,8 +32,11 @@ def describe(run) -> dict:
     end = run["end"].task
     data = end.data
     predictions = data.model.predict(data.x[:25])
+    # Every artifact of every step, each loaded from the datastore.
+    loaded = {f"{step.id}.{a.id}": type(a.data).__name__ for step in run for a in step.task.artifacts}
     out.update(
         artifacts=sorted(a.id for a in end.artifacts),
+        loaded=loaded,
         datastore=end.metadata_dict.get("ds-type"),
         ds_root=end.metadata_dict.get("ds-root"),
         cv_accuracy=float(data.cv_accuracy),

@@ -119,6 +119,8 @@ def test_fan_out_runs_on_two_workers_with_lineage_both_ways(stack: Stack, p3: di
         assert f"prefect_worker:{row['worker']}" in run["tags"]
         assert run["datastore"] == "s3" and run["ds_root"].startswith("s3://metaflow/p3/metaflow")
         assert {"model", "cv_accuracy", "fold_scores", "x", "y", "data_sha256", "data_url"} <= set(run["artifacts"])
+        assert run["loaded"]["end.model"] == "RandomForestClassifier" and run["loaded"]["start.x"] == "ndarray"
+        assert {key.split(".")[0] for key in run["loaded"]} == {"start", "train", "end"}
         n_estimators, max_depth = (int(v) for v in row["grid"].split("x"))
         assert (run["n_estimators"], run["max_depth"]) == (n_estimators, max_depth)
         assert run["cv_accuracy"] == pytest.approx(row["cv_accuracy"], abs=1e-4)
