@@ -261,6 +261,12 @@ def train_one(
         )
     namespace(None)
     run = Run(f"{METAFLOW_FLOW}/{run_id}")
+    if f"{LINK_TAG}:{flow_run_id}" not in run.tags:
+        raise P3Error(
+            f"Metaflow run {run.pathspec} does not carry this flow run's tag {LINK_TAG}:{flow_run_id}: "
+            "another run was given the same run id",
+            "give every process the same P3_METAFLOW_METADATA_DIR (run starts are serialised there)",
+        )
     for line in stdout.splitlines()[-8:]:
         logger.info("metaflow: %s", line)
     if status != 0 or not run.successful:
@@ -300,15 +306,17 @@ def run_metaflow(parameters: dict, tags: list[str], flow_run_id: str) -> tuple[i
         for tag in tags:
             command += ["--tag", tag]
         with out.open("w") as stdout, err.open("w") as stderr:
-            process = subprocess.Popen(
-                command,
-                cwd=PATTERN_DIR,
-                env=os.environ | SETTINGS.metaflow_env(),
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+            with _run_start_lock():
+                process = subprocess.Popen(
+                    command,
+                    cwd=PATTERN_DIR,
+                    env=os.environ | SETTINGS.metaflow_env(),
+                    stdout=stdout,
+                    stderr=stderr,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                )
+                _wait_for_run_id(process, run_id_file)
             try:
                 fenced = _wait_while_flow_run_is_live(process, flow_run_id)
             finally:
@@ -323,6 +331,34 @@ def run_metaflow(parameters: dict, tags: list[str], flow_run_id: str) -> tuple[i
                 "nothing to do: the fan-out resubmits crashed runs",
             )
         return process.returncode, out.read_text(), err.read_text(), run_id or None
+
+
+@contextlib.contextmanager
+def _run_start_lock():
+    """Serialise Metaflow run-id allocation across the processes that share
+    the metadata folder. The local metadata provider makes a run id from the
+    time in microseconds, and two workers starting runs at once were given
+    the same id here: their runs wrote into one pathspec. So runs start one
+    at a time under an exclusive lock in that folder, held until Metaflow has
+    written its run id (about as long as Metaflow's start-up)."""
+    import fcntl
+
+    SETTINGS.metaflow_metadata_dir.mkdir(parents=True, exist_ok=True)
+    with (SETTINGS.metaflow_metadata_dir / ".p3-run-start.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _wait_for_run_id(process, run_id_file: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if run_id_file.exists() and run_id_file.read_text().strip():
+            time.sleep(0.001)  # the next run's microsecond timestamp is a later one
+            return
+        time.sleep(0.02)
 
 
 def _wait_while_flow_run_is_live(process, flow_run_id: str) -> str | None:
