@@ -121,6 +121,12 @@ class Stack:
             except subprocess.TimeoutExpired:
                 process.kill()
 
+    def stack_py(self, *args: str, env: dict[str, str] | None = None) -> Completed:
+        """`python infra/local/stack.py ARGS` in the stack's own environment (add, pid, remove...)."""
+        return self.in_env(
+            REPO / "infra" / "local", "python", str(REPO / "infra" / "local" / "stack.py"), *args, env=env
+        )
+
     # MLflow REST API -----------------------------------------------------------
     def mlflow_get(self, endpoint: str, **params) -> dict:
         response = httpx.get(f"{self.mlflow}/api/2.0/mlflow/{endpoint}", params=params, timeout=30)

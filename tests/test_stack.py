@@ -102,14 +102,12 @@ def test_added_program_runs_under_supervisord_and_is_removed(stack: Stack, tmp_p
     script = tmp_path / "sleeper.sh"
     script.write_text('#!/bin/sh\necho "started with PROBE_VALUE=$PROBE_VALUE"\nexec sleep 600\n')
     script.chmod(0o755)
-    stack_py = ["python", str(Path(__file__).resolve().parents[1] / "infra/local/stack.py")]
-    project = Path(__file__).resolve().parents[1] / "infra/local"
     env = {"PROBE_VALUE": "42", "UNRELATED_SECRET": "no"}
-    add = [*stack_py, "add", "probe-sleeper", "--cwd", str(tmp_path), "--pass-env", "PROBE_*", "--", str(script)]
-    first = stack.in_env(project, *add, env=env)
+    add = ["add", "probe-sleeper", "--cwd", str(tmp_path), "--pass-env", "PROBE_*", "--", str(script)]
+    first = stack.stack_py(*add, env=env)
     assert first.returncode == 0, first.output
-    pid = int(stack.in_env(project, *stack_py, "pid", "probe-sleeper").stdout)
-    again = stack.in_env(project, *add, env=env)
+    pid = int(stack.stack_py("pid", "probe-sleeper").stdout)
+    again = stack.stack_py(*add, env=env)
     assert again.returncode == 0 and f"pid {pid}" in again.stdout, "an unchanged program must be left running"
     status = stack.make("status").stdout
     assert any(line.startswith("probe-sleeper") and "RUNNING" in line for line in status.splitlines()), status
@@ -125,16 +123,16 @@ def test_added_program_runs_under_supervisord_and_is_removed(stack: Stack, tmp_p
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while True:
-        now = stack.in_env(project, *stack_py, "pid", "probe-sleeper")
+        now = stack.stack_py("pid", "probe-sleeper")
         if now.returncode == 0 and now.stdout.strip() not in ("", str(pid)):
             break
         assert time.monotonic() < deadline, f"supervisord did not restart the killed program: {now.output}"
         time.sleep(0.5)
 
-    removed = stack.in_env(project, *stack_py, "remove", "probe-sleeper")
+    removed = stack.stack_py("remove", "probe-sleeper")
     assert removed.returncode == 0, removed.output
-    gone = stack.in_env(project, *stack_py, "pid", "probe-sleeper")
+    gone = stack.stack_py("pid", "probe-sleeper")
     assert gone.returncode == 1 and "no program named 'probe-sleeper'" in gone.stderr
     assert not (stack.state_dir / "programs" / "probe-sleeper.conf").exists()
-    bad = stack.in_env(project, *stack_py, "add", "Bad_Name", "--cwd", str(tmp_path), "--", str(script))
+    bad = stack.stack_py("add", "Bad_Name", "--cwd", str(tmp_path), "--", str(script))
     assert bad.returncode == 1 and "lowercase letters, digits and dashes" in bad.stderr

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import PATTERNS, REPO, Stack, free_port, parse_result, wait_for
+from conftest import PATTERNS, Stack, free_port, parse_result, wait_for
 
 pytestmark = pytest.mark.stack
 
 P3 = PATTERNS / "p3_metaflow_prefect"
 INSPECT = Path(__file__).with_name("inspect_metaflow.py")
-STACK_PY = REPO / "infra" / "local" / "stack.py"
 DIGITS_SHA = hashlib.sha256((P3 / "data" / "digits.csv").read_bytes()).hexdigest()
 FAN_OUT_URL = re.compile(r"View at \S+/runs/flow-run/([0-9a-f-]{36})")
 
@@ -136,7 +135,8 @@ def test_killed_worker_crashes_its_run_and_a_resubmission_completes_elsewhere(st
     grid = ["30x4", "40x4"]
     with stack.in_background(P3, "python", "flow.py", "--grid", ",".join(grid), env=p3) as process:
         # Wait until a worker's flow run is inside Metaflow's train step, then kill that worker.
-        victim = wait_for(lambda: _worker_running_train_step(stack), 300, "a worker running a train step", process)
+        workers = {name: int(stack.stack_py("pid", name).stdout) for name in ("p3-worker-1", "p3-worker-2")}
+        victim = wait_for(lambda: _worker_running_train_step(workers), 300, "a worker running a train step", process)
         name, pid = victim
         os.kill(pid, signal.SIGKILL)
         output, _ = process.communicate(timeout=600)
@@ -170,7 +170,7 @@ def test_killed_worker_crashes_its_run_and_a_resubmission_completes_elsewhere(st
         assert [run["successful"] for run in found[child_id]] == [True]
 
 
-def _worker_running_train_step(stack: Stack) -> tuple[str, int] | None:
+def _worker_running_train_step(workers: dict[str, int]) -> tuple[str, int] | None:
     """(program name, pid) of a p3 worker whose process tree runs a Metaflow train step."""
     parents: dict[int, int] = {}
     commands: dict[int, str] = {}
@@ -183,11 +183,7 @@ def _worker_running_train_step(stack: Stack) -> tuple[str, int] | None:
         except OSError:
             continue
         parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    for name in ("p3-worker-1", "p3-worker-2"):
-        pid_out = stack.in_env(REPO / "infra" / "local", "python", str(STACK_PY), "pid", name)
-        if pid_out.returncode != 0:
-            continue
-        worker = int(pid_out.stdout.strip())
+    for name, worker in workers.items():
         for pid, command in commands.items():
             if "trainflow.py" in command and " step train " in command:
                 ancestor = pid
