@@ -36,6 +36,8 @@ P1 := $(ROOT)/patterns/p1_prefect_mlflow
 P2 := $(ROOT)/patterns/p2_airflow_kfp
 P3 := $(ROOT)/patterns/p3_metaflow_prefect
 P3_WORKERS ?= 2
+P4 := $(ROOT)/patterns/p4_github_actions_prefect
+P4_RUN = cd $(P4) && $(UV) run --locked
 PYTEST_ARGS ?=
 
 ##@ Start here
@@ -53,6 +55,7 @@ setup: _uv ## Install uv and every environment from its lock file
 	$(UV) sync --locked --project $(P2)
 	$(UV) sync --locked --project $(P2)/pipeline
 	$(UV) sync --locked --project $(P3)
+	$(UV) sync --locked --project $(P4)
 
 ##@ Local stack (SeaweedFS S3, Prefect server, MLflow server on 127.0.0.1)
 .PHONY: up down status logs
@@ -69,8 +72,8 @@ logs: _uv ## Print the tail of each service log (SERVICE=mlflow LINES=200)
 	@$(STACK_PY) logs $(SERVICE) -n $(or $(LINES),40)
 
 ##@ Patterns
-.PHONY: patterns pattern-1 pattern-2 pattern-2-compile pattern-3 p3-workers
-patterns: pattern-1 pattern-2 pattern-3 ## Run every pattern, in order, on the local tier
+.PHONY: patterns pattern-1 pattern-2 pattern-2-compile pattern-3 p3-workers pattern-4
+patterns: pattern-1 pattern-2 pattern-3 pattern-4 ## Run every pattern, in order, on the local tier
 
 pattern-1: up ## Prefect orchestrating MLflow (tracking, registry, serving), DVC data
 	@cd $(P1) && $(UV) run --locked python data.py publish
@@ -90,6 +93,38 @@ p3-workers: up ## Start P3_WORKERS (default 2) Prefect workers for pattern 3's w
 	@$(UV) sync --locked --quiet --project $(P3)
 	@$(STACK_PY) add $$(seq -f 'p3-worker-%g' 1 $(P3_WORKERS)) --cwd $(P3) \
 	  --pass-env 'PREFECT_API_URL,S3_*,P3_*,DO_NOT_TRACK' -- $(P3)/.venv/bin/python $(P3)/worker.py '{name}'
+
+pattern-4: up ## GitHub Actions' CD cycle for Prefect, locally: lint, test, build, deploy, run, verify
+	@echo "== pattern 4, stage 1/5: lint" && $(MAKE) --no-print-directory p4-lint
+	@echo "== pattern 4, stage 2/5: test" && $(MAKE) --no-print-directory p4-test
+	@echo "== pattern 4, stage 3/5: build" && $(MAKE) --no-print-directory p4-build
+	@echo "== pattern 4, stage 4/5: deploy" && $(MAKE) --no-print-directory p4-deploy
+	@echo "== pattern 4, stage 5/5: run (a local worker executes it)" && $(MAKE) --no-print-directory p4-worker p4-run
+
+##@ Pattern 4 stages (what .github/workflows/p4-cd.yml runs; P4_* variables, see its .env.example)
+.PHONY: p4-lint p4-test p4-build p4-validate p4-deploy p4-run p4-worker
+p4-lint: _uv ## Pattern 4 lint stage: ruff check and format check of the pattern
+	@$(P4_RUN) ruff check . && $(P4_RUN) ruff format --check .
+
+p4-test: _uv ## Pattern 4 test stage: the pattern's unit tests (no server)
+	@$(P4_RUN) pytest -q
+
+p4-build: _uv ## Pattern 4 build stage: an image if Docker answers, else a source snapshot; then push
+	@$(P4_RUN) python release.py build
+
+p4-validate: _uv ## Pattern 4 dry run: check every deployment in prefect.yaml, deploy nothing
+	@$(P4_RUN) python release.py validate
+
+p4-deploy: _uv ## Pattern 4 deploy stage: `prefect deploy --all` from prefect.yaml (PREFECT_API_URL)
+	@$(P4_RUN) python release.py deploy
+
+p4-run: _uv ## Pattern 4 run stage: run p4-retrain and p4-batch-score, wait, verify the model
+	@$(P4_RUN) python release.py run
+
+p4-worker: up ## Start a local Prefect worker for pattern 4's work pool (idempotent)
+	@$(UV) sync --locked --quiet --project $(P4)
+	@$(STACK_PY) add p4-worker --cwd $(P4) \
+	  --pass-env 'PREFECT_API_URL,S3_*,P4_*,DO_NOT_TRACK' -- $(P4)/.venv/bin/python $(P4)/worker.py '{name}'
 
 ##@ kind tier (Kubernetes + KFP standalone; needs Docker; run by .github/workflows/e2e-kind.yml)
 KIND := UV=$(UV) bash $(ROOT)/infra/kind/kind.sh
@@ -124,15 +159,17 @@ test: _uv ## Run the test suite (starts its own stack on free ports)
 	$(UV) sync --locked --project $(P2)
 	$(UV) sync --locked --project $(P2)/pipeline
 	$(UV) sync --locked --project $(P3)
+	$(UV) sync --locked --project $(P4)
 	@rc=0; $(UV) run --locked --project $(ROOT) pytest $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
 
-lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema check
+lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema check and zizmor
 	$(UV) run --locked --project $(ROOT) ruff check $(ROOT)
 	$(UV) run --locked --project $(ROOT) ruff format --check $(ROOT)
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) shellcheck .ci/run $$(git ls-files '*.sh')
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	cd $(ROOT) && $(UV) run --locked --project $(ROOT) zizmor --offline --no-progress .github/workflows
 
 bench: _uv ## Benchmarks on a stack of its own: stack start, warm pattern-1/2/3, p3 deployment overhead (medians; BENCH_REPEAT=3)
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
@@ -147,6 +184,7 @@ clean: ## Stop the stack and remove state, environments and pattern data copies
 	-@[ -x "$(UV)" ] && $(STACK_PY) down || true
 	rm -rf $(ROOT)/.state $(ROOT)/.venv $(ROOT)/infra/local/.venv $(P1)/.venv $(P1)/.dvc/cache $(P1)/.dvc/tmp
 	rm -rf $(P2)/.venv $(P2)/pipeline/.venv $(P2)/.state $(P3)/.venv $(P3)/.state
+	-chmod -R u+w $(P4)/.state 2>/dev/null; rm -rf $(P4)/.venv $(P4)/.state
 	rm -f $(P1)/data/raw/breast_cancer.csv
 
 # ---- bootstrap ------------------------------------------------------------------

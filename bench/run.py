@@ -19,6 +19,9 @@ What is timed (each a whole `make` command, wall clock, uv and make included):
    bench/p3_overhead.py: one Metaflow training run directly (its CLI) and the
    same run through the Prefect deployment, alternately; the difference is
    the deployment's overhead (reported, no target).
+6. warm `make pattern-4`: the whole CD cycle (lint, test, build, deploy, run,
+   verify), each timed run claiming a new commit (P4_GIT_SHA), so it builds,
+   redeploys and retrains; the time per stage is read from the output.
 
 Isolation: everything runs against its own stack, in a temporary STACK_STATE_DIR,
 on free loopback ports, with the endpoints passed explicitly to every `make`: a
@@ -39,6 +42,7 @@ import os
 import platform
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -189,6 +193,9 @@ class Bench:
         # Pattern 3 likewise; its workers inherit these through `make p3-workers`.
         env.update({f"P3_{k}": v for k, v in endpoints.items() if k != "MLFLOW_TRACKING_URI"})
         env["P3_METAFLOW_METADATA_DIR"] = str(self.tmp / "p3-metaflow")
+        # Pattern 4 likewise, its build records and snapshots in the bench's folder.
+        env.update({f"P4_{k}": v for k, v in endpoints.items() if k != "MLFLOW_TRACKING_URI"})
+        env["P4_STATE_DIR"] = str(self.tmp / "p4-state")
         return env
 
     def make(self, target: str, *args: str, state_dir: Path | None = None) -> tuple[float, str]:
@@ -344,6 +351,7 @@ def run(bench: Bench) -> list[Measure]:
     p3 = Measure("pattern3_warm", "warm `make pattern-3` (4-way fan-out on 2 workers)", target_s=60.0)
     p3_direct = Measure("pattern3_metaflow_direct", "pattern 3: one Metaflow run directly (`trainflow.py run`)")
     p3_deployed = Measure("pattern3_via_deployment", "pattern 3: the same run through the Prefect deployment")
+    p4 = Measure("pattern4_cycle", "warm `make pattern-4` (a new release each run: lint, test, build, deploy, run)")
     n = bench.repeat
     reported: dict[str, list[float]] = {"stack_cold_start": [], "stack_warm_start": []}
     port_waits: list[float] = []
@@ -362,18 +370,18 @@ def run(bench: Bench) -> list[Measure]:
         print(f"  {label}: {seconds:6.1f} s  (stack.py reports {inner} s; healthy after: {phases})", flush=True)
         down.samples.append(bench.down(state_dir))
 
-    print(f"1/5 cold stack start, {n} run(s), each on a new empty state folder", flush=True)
+    print(f"1/6 cold stack start, {n} run(s), each on a new empty state folder", flush=True)
     for i in range(n):
         previous, bench.state_dir = bench.state_dir, bench.tmp / f"state-{i}"
         if i and previous.exists():
             shutil.rmtree(previous, ignore_errors=True)  # keep only the latest: disk
         timed_up(cold, bench.state_dir, f"cold {i + 1}/{n}")
 
-    print(f"2/5 warm stack start, {n} run(s), on the initialised, stopped state folder", flush=True)
+    print(f"2/6 warm stack start, {n} run(s), on the initialised, stopped state folder", flush=True)
     for i in range(n):
         timed_up(warm, bench.state_dir, f"warm {i + 1}/{n}")
 
-    print(f"3/5 warm `make pattern-1`: stack up, one untimed warm-up, then {n} timed run(s)", flush=True)
+    print(f"3/6 warm `make pattern-1`: stack up, one untimed warm-up, then {n} timed run(s)", flush=True)
     wait_ports_free(bench.ports)
     bench.up(bench.state_dir)
     warmup_s, output = bench.make("pattern-1")
@@ -385,7 +393,7 @@ def run(bench: Bench) -> list[Measure]:
         p1.samples.append(seconds)
         decisions.append(_decision(output))
         print(f"  run {i + 1}/{n}: {seconds:6.1f} s  decision={decisions[-1]}", flush=True)
-    print(f"4/5 warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each a new logical date", flush=True)
+    print(f"4/6 warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each a new logical date", flush=True)
     warmup2_s, output = bench.make("pattern-2", "ARGS=--date 2026-01-01")
     print(f"  warm-up (untimed): {warmup2_s:6.1f} s  reused={_field(output, 'reused')}", flush=True)
     for i in range(n):
@@ -398,7 +406,7 @@ def run(bench: Bench) -> list[Measure]:
     if p2.extra["reused"] != ["false"] * n:
         p2.notes.append(f"timed runs were not all new pipeline executions: reused={p2.extra['reused']}")
 
-    print(f"5/5 warm `make pattern-3`: one untimed warm-up (workers, deploy), then {n} timed run(s)", flush=True)
+    print(f"5/6 warm `make pattern-3`: one untimed warm-up (workers, deploy), then {n} timed run(s)", flush=True)
     warmup3_s, output = bench.make("pattern-3")
     print(f"  warm-up (untimed): {warmup3_s:6.1f} s  workers={_field(output, 'workers')}", flush=True)
     for i in range(n):
@@ -407,6 +415,7 @@ def run(bench: Bench) -> list[Measure]:
         p3.extra.setdefault("workers", []).append(_field(output, "workers"))
         print(f"  run {i + 1}/{n}: {seconds:6.1f} s  workers={p3.extra['workers'][-1]}", flush=True)
     p3.extra["warmup_s"] = round(warmup3_s, 3)
+    p4_cycle(bench, p4)
     print(f"  deployment overhead: {n} direct and {n} deployed Metaflow run(s), alternately", flush=True)
     _, output = bench.make("_p3-overhead", f"BENCH_REPEAT={n}")
     overhead = json.loads(output.strip().splitlines()[-1])
@@ -428,7 +437,32 @@ def run(bench: Bench) -> list[Measure]:
         down.notes.append(
             f"ports took up to {max(port_waits):.1f} s to become bindable again after `make down` (untimed wait)"
         )
-    return [cold, warm, p1, p2, p3, p3_direct, p3_deployed, down]
+    return [cold, warm, p1, p2, p3, p3_direct, p3_deployed, p4, down]
+
+
+def p4_cycle(bench: Bench, p4: Measure) -> None:
+    """Pattern 4's whole CD cycle. Each timed run claims a new commit (P4_GIT_SHA),
+    so every stage does its work: a new snapshot, a redeploy to a new version,
+    a new retraining and batch-score run. Stage times come from the output."""
+    n = bench.repeat
+    print(f"6/6 warm `make pattern-4`: one untimed warm-up, then {n} timed run(s), each a new release", flush=True)
+    warmup_s, _ = bench.make("pattern-4", f"P4_GIT_SHA={secrets.token_hex(20)}")
+    print(f"  warm-up (untimed): {warmup_s:6.1f} s", flush=True)
+    for i in range(n):
+        seconds, output = bench.make("pattern-4", f"P4_GIT_SHA={secrets.token_hex(20)}")
+        p4.samples.append(seconds)
+        p4.extra.setdefault("new_run", []).append(_field(output, "new_run"))
+        marks = [(t, line) for t, line in bench.timeline if line.startswith("== pattern 4, stage")]
+        stages = {
+            line.split(": ", 1)[1].split(" ")[0]: round(((marks[j + 1][0] if j + 1 < len(marks) else seconds) - t), 1)
+            for j, (t, line) in enumerate(marks)
+        }
+        for stage, took in stages.items():
+            p4.extra.setdefault("stage_s", {}).setdefault(stage, []).append(took)
+        print(f"  run {i + 1}/{n}: {seconds:6.1f} s  stages={stages}", flush=True)
+    p4.extra["warmup_s"] = round(warmup_s, 3)
+    if p4.extra["new_run"] != ["true"] * n:
+        p4.notes.append(f"timed runs did not all retrain: new_run={p4.extra['new_run']}")
 
 
 # ---- report -------------------------------------------------------------------
@@ -496,6 +530,9 @@ def render(summaries: list[dict[str, object]], info: dict[str, object], repeat: 
                 f"- {m['key']}: stack.py itself reports a median of {m['stack_py_reported_median_s']:.1f} s "
                 "(the rest is uv and make)"
             )
+        if "stage_s" in m:
+            stages = ", ".join(f"{k} {statistics.median(v):.1f} s" for k, v in m["stage_s"].items())
+            notes.append(f"- {m['key']}: median time per stage: {stages}")
         if "warmup_decision" in m:
             notes.append(
                 f"- {m['key']}: the untimed warm-up run took {m['warmup_s']:.1f} s, decision={m['warmup_decision']}"

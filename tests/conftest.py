@@ -166,7 +166,16 @@ class Stack:
     def prefect_get(self, path: str) -> dict | list:
         return self._prefect("GET", path)
 
+    def prefect_post_raw(self, path: str, body: dict) -> httpx.Response:
+        """The response as is, for calls the server is expected to refuse."""
+        return self._prefect_response("POST", path, body)
+
     def _prefect(self, method: str, path: str, body: dict | None = None) -> dict | list:
+        response = self._prefect_response(method, path, body)
+        response.raise_for_status()
+        return response.json()
+
+    def _prefect_response(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
         """Prefect's server answers 503 when its SQLite database is busy and
         means "retry"; its own client retries, and so do these calls (bounded)."""
         for attempt in range(6):
@@ -174,8 +183,7 @@ class Stack:
             if response.status_code != 503:
                 break
             time.sleep(0.5 * 2**attempt)
-        response.raise_for_status()
-        return response.json()
+        return response
 
     def s3(self):
         return boto3.client(
@@ -224,7 +232,7 @@ def stack_env(state_dir: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "MLFLOW_", "P1_", "P3_", "STACK_", "VIRTUAL_ENV"))
+        if not k.startswith(("PREFECT_", "MLFLOW_", "P1_", "P3_", "P4_", "STACK_", "VIRTUAL_ENV"))
     }
     env.update(
         STACK_STATE_DIR=str(state_dir),
@@ -239,6 +247,11 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         S3_ENDPOINT_URL=f"http://127.0.0.1:{s3}",
         MLFLOW_DISABLE_TELEMETRY="true",
         DO_NOT_TRACK="true",
+        # Pattern 4: its build records and published snapshots in the test's
+        # state, and always a source build: image builds (Docker) run in
+        # .github/workflows/p4-cd.yml, where the engine and base images exist.
+        P4_STATE_DIR=str(state_dir / "p4"),
+        P4_BUILD="source",
     )
     return env
 

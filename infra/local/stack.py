@@ -60,7 +60,7 @@ class StackSettings(BaseSettings):
     # SeaweedFS also needs master, volume and filer ports plus their gRPC ports:
     # seven consecutive ports from this base.
     seaweed_port_base: int = 18330
-    buckets: list[str] = ["dvc", "mlflow", "p2-data", "metaflow"]
+    buckets: list[str] = ["dvc", "mlflow", "p2-data", "metaflow", "p4-models"]
     start_timeout: float = 180.0
     # Seconds supervisord waits after SIGTERM before SIGKILL.
     stop_timeout: int = 8

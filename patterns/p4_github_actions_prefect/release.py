@@ -1,0 +1,595 @@
+"""Pattern 4's release tooling: the stages after lint and test, the same in
+GitHub Actions and in `make pattern-4`.
+
+    python release.py build      build (and push) this commit's release
+    python release.py validate   check every deployment in prefect.yaml (no server needed)
+    python release.py deploy     `prefect deploy --all` from prefect.yaml, then check the result
+    python release.py run        run p4-retrain, wait, check the model; then p4-batch-score
+
+A release is one git commit: its id is the full SHA (with `-dirty.<hash>` when
+this folder has uncommitted changes, or `src.<hash>` outside git). It is the
+image tag, the deployment version, a tag on every flow run and a field of the
+model card, so every run and model traces back to a commit.
+
+There are two kinds of build, chosen by P4_BUILD (auto: image when a Docker
+engine answers):
+- image:  `docker build` of ./Dockerfile tagged <P4_IMAGE_REPO>:<release>,
+          pushed to its registry; workers of a Docker or Kubernetes pool run it.
+- source: a snapshot of this folder's code and data, published read-only to
+          P4_RELEASE_DIR/<release>/; a process worker runs the flows from it.
+prefect.yaml calls `build_step` and `push_step` below as its build and push
+steps, and its pull step moves each flow run into `push.code_dir`: the image's
+code folder or the snapshot. Both steps are idempotent, so the `build` stage
+here and `prefect deploy`'s build steps do the work once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from errors import P4Error
+from settings import PATTERN_DIR, P4Settings, load_settings
+
+PREFECT_FILE = PATTERN_DIR / "prefect.yaml"
+IMAGE_CODE_DIR = "/opt/prefect/p4"  # WORKDIR in ./Dockerfile
+# What a release contains: everything a flow run needs, nothing a developer left around.
+RELEASE_FILES = ("*.py", "prefect.yaml", "pyproject.toml", "uv.lock", "Dockerfile", ".dockerignore", "data/*.csv")
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def say(message: str) -> None:
+    # Progress goes to stderr: prefect.yaml's steps and a CI log both show it,
+    # and stdout stays for the summary and the Result line.
+    print(message, file=sys.stderr, flush=True)
+
+
+# ## Which release is this?
+@dataclass(frozen=True)
+class Release:
+    id: str
+    git_sha: str | None
+    dirty: bool
+    content_sha256: str
+    files: tuple[str, ...]
+
+
+def release_files() -> list[str]:
+    found = {p.relative_to(PATTERN_DIR).as_posix() for g in RELEASE_FILES for p in PATTERN_DIR.glob(g) if p.is_file()}
+    return sorted(found)
+
+
+def identify(settings: P4Settings) -> Release:
+    files = release_files()
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode() + b"\0" + (PATTERN_DIR / name).read_bytes() + b"\0")
+    content = digest.hexdigest()
+    sha, dirty = settings.git_sha, False
+    if sha is None:
+        sha = _git("rev-parse", "HEAD")
+    if sha is not None and settings.git_sha is None:
+        dirty = bool(_git("status", "--porcelain", "--", *files))
+    if sha is None:
+        return Release(f"src.{content[:12]}", None, True, content, tuple(files))
+    if len(sha) != 40 or any(c not in "0123456789abcdef" for c in sha):
+        raise P4Error(f"P4_GIT_SHA={sha!r} is not a full 40-character git commit SHA", "pass `git rev-parse HEAD`")
+    return Release(f"{sha}-dirty.{content[:8]}" if dirty else sha, sha, dirty, content, tuple(files))
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=PATTERN_DIR, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def resolve_mode(settings: P4Settings) -> str:
+    if settings.build != "auto":
+        if settings.build == "image" and not docker_answers():
+            raise P4Error(
+                "P4_BUILD=image but no Docker engine answers `docker info`",
+                "start Docker, or set P4_BUILD=source (or auto) to ship a source snapshot instead",
+            )
+        return settings.build
+    return "image" if docker_answers() else "source"
+
+
+# ## Build and push
+def build(settings: P4Settings) -> dict[str, Any]:
+    """Build this release (idempotent) and record what was built."""
+    release = identify(settings)
+    mode = resolve_mode(settings)
+    out: dict[str, Any] = {
+        "release": release.id,
+        "git_sha": release.git_sha or "none",
+        "dirty": release.dirty,
+        "content_sha256": release.content_sha256,
+        "mode": mode,
+        "work_pool": settings.pool_for(mode),
+        "image": None,
+        "artifact": None,
+    }
+    if mode == "image":
+        image = f"{settings.image_repo}:{release.id}"
+        if _docker_ok("image", "inspect", image):
+            say(f"build: image {image} already built")
+        else:
+            say(f"build: docker build -t {image} (Docker answered)")
+            _docker(
+                "build",
+                "--tag",
+                image,
+                "--label",
+                f"org.opencontainers.image.revision={release.git_sha or 'none'}",
+                "--build-arg",
+                f"P4_RELEASE={release.id}",
+                str(PATTERN_DIR),
+            )
+        out |= {"image": image, "artifact": image}
+    else:
+        snapshot = settings.state_dir / "build" / release.id
+        if (snapshot / "RELEASE.json").is_file():
+            say(f"build: source snapshot {snapshot} already built")
+        else:
+            say(
+                "build: no Docker engine answers (or P4_BUILD=source), so this release is a SOURCE "
+                "snapshot, not an image: a process worker runs it with its own Python environment"
+            )
+            _write_snapshot(release, snapshot)
+        out |= {"snapshot": str(snapshot), "artifact": f"source:{release.id}"}
+    _record(settings, out)
+    return out
+
+
+def _write_snapshot(release: Release, target: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{release.id[:12]}-", dir=_mkdir(target.parent)))
+    for name in release.files:
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PATTERN_DIR / name, tmp / name)
+    manifest = {"release": release.id, "git_sha": release.git_sha, "content_sha256": release.content_sha256}
+    (tmp / "RELEASE.json").write_text(json.dumps(manifest | {"files": list(release.files)}, indent=2))
+    if target.exists():  # a half-written snapshot from an interrupted build
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+def push(settings: P4Settings, built: dict[str, Any]) -> dict[str, Any]:
+    """Publish the build where workers pull it from (idempotent); `code_dir` is the
+    folder a flow run's pull step moves into."""
+    if built["mode"] == "image":
+        image = built["image"]
+        if settings.push_image:
+            _registry_login(image)
+            say(f"push: docker push {image}")
+            _docker("push", image)
+        else:
+            say(f"push: {image} stays on this Docker engine (P4_PUSH={settings.push}); only workers here can run it")
+        out = {"code_dir": IMAGE_CODE_DIR, "pushed": settings.push_image}
+    else:
+        published = settings.releases / built["release"]
+        manifest = published / "RELEASE.json"
+        if manifest.is_file():
+            if json.loads(manifest.read_text())["content_sha256"] != built["content_sha256"]:
+                raise P4Error(
+                    f"{published} already holds release {built['release']} with different content",
+                    "releases are immutable: commit your change (a new release id) or remove that folder",
+                )
+            say(f"push: source snapshot already published at {published}")
+        else:
+            say(f"push: publishing the source snapshot to {published}")
+            tmp = Path(tempfile.mkdtemp(prefix=".publish-", dir=_mkdir(published.parent)))
+            shutil.copytree(built["snapshot"], tmp, dirs_exist_ok=True)
+            for path in tmp.rglob("*"):  # read-only: a run cannot change its release
+                path.chmod(0o444 if path.is_file() else 0o555)
+            tmp.chmod(0o555)
+            tmp.rename(published)
+        out = {"code_dir": str(published), "pushed": True}
+    _record(settings, built | out)
+    return out
+
+
+def _registry_login(image: str) -> None:
+    """Log in to the image's registry when CI hands over a token (never echoed)."""
+    token = os.environ.get("P4_REGISTRY_TOKEN")
+    if not token:
+        return  # already logged in (docker/login-action, `docker login`) or a registry without auth
+    registry = image.split("/", 1)[0]
+    user = os.environ.get("P4_REGISTRY_USER") or os.environ.get("GITHUB_ACTOR") or "token"
+    subprocess.run(
+        ["docker", "login", registry, "--username", user, "--password-stdin"],
+        input=token,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+
+
+def _docker(*args: str) -> None:
+    result = subprocess.run(["docker", *args])
+    if result.returncode != 0:
+        raise P4Error(f"`docker {args[0]}` failed (exit {result.returncode})", "read Docker's output above")
+
+
+def _docker_ok(*args: str) -> bool:
+    return subprocess.run(["docker", *args], capture_output=True).returncode == 0
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _record(settings: P4Settings, values: dict[str, Any]) -> None:
+    """The last build's outputs, read by the deploy and run stages."""
+    record = _mkdir(settings.state_dir) / "release.json"
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values, indent=2, sort_keys=True))
+    tmp.replace(record)
+
+
+def recorded(settings: P4Settings) -> dict[str, Any]:
+    record = settings.state_dir / "release.json"
+    if not record.is_file():
+        raise P4Error(f"no release has been built here ({record} is missing)", "run the build stage: `make p4-build`")
+    return json.loads(record.read_text())
+
+
+# ## prefect.yaml's build and push steps
+# `prefect deploy` imports these by name (release.build_step), so it runs with
+# this folder on PYTHONPATH (`release.py deploy` sets it). Their outputs are
+# templated into the deployments: {{ build.release }}, {{ push.code_dir }}, ...
+def build_step() -> dict[str, Any]:
+    return build(load_settings())
+
+
+def push_step() -> dict[str, Any]:
+    settings = load_settings()
+    built = recorded(settings)
+    if built["release"] != identify(settings).id:
+        built = build(settings)
+    return push(settings, built)
+
+
+# ## Validate: what `prefect deploy` would register, checked without a server
+def load_prefect_file(path: Path = PREFECT_FILE) -> dict[str, Any]:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise P4Error(f"cannot read {path}: {exc}", "fix the YAML") from None
+
+
+def validate(path: Path = PREFECT_FILE) -> list[dict[str, Any]]:
+    """Every deployment: a unique name, an importable flow, parameters its flow
+    accepts, valid schedules, a work pool; every step resolvable. Returns one
+    summary per deployment; raises P4Error listing every problem."""
+    from prefect.client.schemas.schedules import construct_schedule
+    from prefect.deployments.steps.core import _get_function_for_step
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools import validate as validate_schema
+
+    config = load_prefect_file(path)
+    problems: list[str] = []
+    sys.path.insert(0, str(PATTERN_DIR))
+    for section in ("build", "push", "pull"):
+        for step in config.get(section) or []:
+            for name in step:
+                try:
+                    _get_function_for_step(name)
+                except (ImportError, AttributeError) as exc:
+                    problems.append(f"{section} step {name!r} cannot be imported ({exc})")
+    deployments = config.get("deployments") or []
+    if len(deployments) < 2:
+        problems.append(f"{path.name} declares {len(deployments)} deployment(s); this pattern ships two")
+    names = [d.get("name") for d in deployments]
+    for name in {n for n in names if names.count(n) > 1}:
+        problems.append(f"deployment name {name!r} is used twice")
+    summaries = []
+    for spec in deployments:
+        label = f"deployment {spec.get('name')!r}"
+        entrypoint = spec.get("entrypoint", "")
+        try:
+            flow = load_flow_from_entrypoint(str(PATTERN_DIR / entrypoint))
+        except Exception as exc:  # noqa: BLE001 - any import error is the finding
+            problems.append(f"{label}: entrypoint {entrypoint!r} does not load a flow ({type(exc).__name__}: {exc})")
+            continue
+        schema = parameter_schema(flow).model_dump_for_openapi()
+        params = spec.get("parameters") or {}
+        unknown = sorted(set(params) - set(schema.get("properties", {})))
+        if unknown:
+            problems.append(f"{label}: parameters {unknown} are not parameters of flow {flow.name!r}")
+        else:
+            try:
+                validate_schema(params, schema, raise_on_error=True, ignore_required=True)
+            except Exception as exc:  # noqa: BLE001 - jsonschema's error is the finding
+                problems.append(f"{label}: parameters {params} do not fit flow {flow.name!r}: {exc}")
+        schedules = spec.get("schedules") or []
+        for schedule in schedules:
+            try:
+                construct_schedule(
+                    **{k: schedule[k] for k in ("cron", "interval", "rrule", "timezone") if k in schedule}
+                )
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"{label}: schedule {schedule} is invalid ({exc})")
+        if not (spec.get("work_pool") or {}).get("name"):
+            problems.append(f"{label}: no work_pool.name")
+        summaries.append({"name": spec.get("name"), "flow": flow.name, "parameters": params, "schedules": schedules})
+    if problems:
+        raise P4Error(f"{path.name} is not deployable:\n  - " + "\n  - ".join(problems), "fix the items listed")
+    return summaries
+
+
+# ## Deploy
+def _client():
+    from prefect import get_client
+
+    return get_client(sync_client=True)
+
+
+def _check_prefect(settings: P4Settings) -> None:
+    import httpx
+
+    url = settings.prefect_api_url.rstrip("/") + "/health"
+    headers = {"Authorization": f"Bearer {os.environ['PREFECT_API_KEY']}"} if os.environ.get("PREFECT_API_KEY") else {}
+    try:
+        httpx.get(url, timeout=settings.connect_timeout, headers=headers).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise P4Error(
+            f"the Prefect API at {settings.prefect_api_url} does not answer ({exc})",
+            "start it (`make up`) or set PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud)",
+        ) from None
+
+
+def ensure_work_pool(settings: P4Settings, name: str, mode: str) -> None:
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    wanted = "docker" if mode == "image" else "process"
+    with _client() as client:
+        try:
+            pool = client.read_work_pool(name)
+        except ObjectNotFound:
+            if not settings.create_work_pool:
+                raise P4Error(
+                    f"work pool {name!r} does not exist on {settings.prefect_api_url}",
+                    "create it (prefect work-pool create), or set P4_CREATE_WORK_POOL=true",
+                ) from None
+            template = _docker_pool_template(settings) if wanted == "docker" else None
+            client.create_work_pool(WorkPoolCreate(name=name, type=wanted, base_job_template=template or {}))
+            say(f"deploy: created work pool {name!r} (type {wanted})")
+            return
+    if mode == "source" and pool.type != "process":
+        raise P4Error(
+            f"work pool {name!r} is of type {pool.type!r}, but a source release needs a process pool",
+            "set P4_WORK_POOL to a process pool, or build an image (P4_BUILD=image)",
+        )
+
+
+def _docker_pool_template(settings: P4Settings) -> dict[str, Any]:
+    """The Docker worker's default job template, adjusted when the pool is created
+    here. Against a Prefect server on this host (the local stack), containers use
+    the host's network to reach it and S3, get the local stack's development keys,
+    and run an image that was not pushed. A pool you manage (Prefect Cloud) is
+    never changed: configure its networking and credentials there."""
+    from urllib.parse import urlsplit
+
+    from prefect_docker.worker import DockerWorker
+
+    template = DockerWorker.get_default_base_job_template()
+    if urlsplit(settings.prefect_api_url).hostname in ("127.0.0.1", "localhost"):
+        props = template["variables"]["properties"]
+        props["network_mode"]["default"] = "host"
+        props["env"]["default"] = settings.s3_env()
+        if not settings.push_image:
+            props["image_pull_policy"]["default"] = "Never"
+    return template
+
+
+def deploy(settings: P4Settings) -> dict[str, Any]:
+    _check_prefect(settings)
+    built = recorded(settings)
+    current = identify(settings)
+    if built["release"] != current.id:
+        raise P4Error(
+            f"the last build is release {built['release']}, but this folder is now release {current.id}",
+            "run the build stage again (`make p4-build`) so deploy ships what was tested",
+        )
+    validate()
+    pool = built["work_pool"]
+    ensure_work_pool(settings, pool, built["mode"])
+    env = os.environ | {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PATTERN_DIR), os.environ.get("PYTHONPATH")])),
+        "P4_BUILD": built["mode"],  # the build steps reuse what the build stage made
+        "P4_WORK_POOL": pool,
+        "PREFECT_API_URL": settings.prefect_api_url,
+    }
+    prefect = Path(sys.executable).parent / "prefect"
+    command = [str(prefect), "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)]
+    say(f"deploy: {' '.join(command[1:])} (work pool {pool})")
+    result = subprocess.run(command, cwd=PATTERN_DIR, env=env, stdout=sys.stderr)
+    if result.returncode != 0:
+        raise P4Error(f"`prefect deploy` failed (exit {result.returncode})", "read its output above")
+    deployed = check_deployments(built["release"], pool)
+    return {"release": built["release"], "work_pool": pool, "deployments": deployed}
+
+
+def check_deployments(release: str, pool: str) -> list[dict[str, Any]]:
+    """Every deployment in prefect.yaml exists with this release as its version."""
+    problems, found = [], []
+    with _client() as client:
+        for spec in load_prefect_file()["deployments"]:
+            flow_name = _flow_name(spec)
+            deployment = client.read_deployment_by_name(f"{flow_name}/{spec['name']}")
+            found.append(
+                {
+                    "name": f"{flow_name}/{spec['name']}",
+                    "id": str(deployment.id),
+                    "version": deployment.version,
+                    "pool": deployment.work_pool_name,
+                }
+            )
+            if deployment.version != release or deployment.work_pool_name != pool:
+                problems.append(
+                    f"{found[-1]['name']} has version {deployment.version} on pool {deployment.work_pool_name}"
+                )
+    if problems:
+        raise P4Error(f"deploy did not register release {release} on {pool}: {'; '.join(problems)}", "deploy again")
+    return found
+
+
+def _flow_name(spec: dict[str, Any]) -> str:
+    from prefect.flows import load_flow_from_entrypoint
+
+    sys.path.insert(0, str(PATTERN_DIR))
+    return load_flow_from_entrypoint(str(PATTERN_DIR / spec["entrypoint"])).name
+
+
+# ## Run: trigger a deployment, wait, verify what it produced
+def run_and_wait(
+    settings: P4Settings, name: str, release: str, parameters: dict[str, Any] | None = None
+) -> tuple[Any, bool]:
+    """One run of `name` for this release. A retry of the pipeline (same release)
+    gets the run that already exists, unless it ended badly: then a new attempt."""
+    from datetime import UTC, datetime, timedelta
+
+    started = datetime.now(UTC) - timedelta(seconds=5)
+    with _client() as client:
+        deployment = client.read_deployment_by_name(name)
+        if deployment.version != release:
+            raise P4Error(
+                f"deployment {name} is at release {deployment.version}, not {release}",
+                "deploy this release first (`make p4-deploy`)",
+            )
+        for attempt in range(1, 4):
+            run = client.create_flow_run_from_deployment(
+                deployment.id, parameters=parameters or {}, idempotency_key=f"{name}:{release}:{attempt}"
+            )
+            if run.state.type.value not in ("FAILED", "CRASHED", "CANCELLED"):
+                break
+            say(f"run: attempt {attempt} of {name} for release {release} ended {run.state.type.value}; trying again")
+        new = run.created is not None and run.created >= started
+        if not new and run.state.type.value == "COMPLETED":
+            say(f"run: {name} already ran for release {release} (flow run {run.name}); not running it twice")
+            return run, False
+        pool = deployment.work_pool_name
+        say(f"run: {name} flow run {run.name} ({run.id}) for release {release}; waiting for a worker of {pool}")
+        deadline = time.monotonic() + settings.run_timeout
+        while run.state.type.value not in FINAL:
+            if time.monotonic() > deadline:
+                raise P4Error(
+                    f"flow run {run.name} is still {run.state.name} after {settings.run_timeout:.0f} s",
+                    f"start a worker for pool {pool!r} (`make p4-worker`), or raise P4_RUN_TIMEOUT",
+                )
+            time.sleep(1)
+            run = client.read_flow_run(run.id)
+    if run.state.type.value != "COMPLETED":
+        raise P4Error(
+            f"flow run {run.name} ({run.id}) of {name} ended {run.state.name}: {run.state.message}",
+            "read the flow run's logs in the Prefect UI; nothing was published by a failed run",
+        )
+    return run, new
+
+
+def run(settings: P4Settings) -> dict[str, Any]:
+    from store import ModelStore
+
+    _check_prefect(settings)
+    built = recorded(settings)
+    release = built["release"]
+    store = ModelStore(settings)
+    store.check()
+    retrain_run, new = run_and_wait(settings, settings.run_deployment, release)
+    card = store.card(release, str(retrain_run.id))
+    problems = [
+        f"card field {key}={card.get(key)!r}, expected {want!r}"
+        for key, want in (("release", release), ("flow_run_id", str(retrain_run.id)), ("git_sha", built["git_sha"]))
+        if card.get(key) != want
+    ]
+    if not store.exists(card["model_url"]):
+        problems.append(f"{card['model_url']} is missing")
+    if problems:
+        raise P4Error(f"the model of flow run {retrain_run.name} does not check out: {'; '.join(problems)}", "rerun")
+    say(f"run: model {card['model_url']} (accuracy {card['metrics']['accuracy']}) from flow run {retrain_run.name}")
+    score_run, _ = run_and_wait(settings, settings.score_deployment, release, parameters={"expect_release": release})
+    predictions = f"s3://{store.bucket}/predictions/{release}/{score_run.id}.csv"
+    if not store.exists(predictions):
+        raise P4Error(f"batch scoring wrote no {predictions}", "read the p4-batch-score run's logs")
+    rows = len(store.read_text(predictions).splitlines()) - 1
+    return {
+        "release": release,
+        "mode": built["mode"],
+        "retrain_run": retrain_run,
+        "new_run": new,
+        "card": card,
+        "score_run": score_run,
+        "predictions": predictions,
+        "rows": rows,
+    }
+
+
+# ## Command line
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("stage", choices=["build", "validate", "deploy", "run"])
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    settings = load_settings()
+    os.environ["PREFECT_API_URL"] = settings.prefect_api_url
+    try:
+        if args.stage == "build":
+            built = build(settings)
+            pushed = push(settings, built)
+            print(f"built release {built['release']} as {built['artifact']}; workers pull it from {pushed['code_dir']}")
+        elif args.stage == "validate":
+            for item in validate():
+                sched = ", ".join(s.get("cron", str(s)) for s in item["schedules"]) or "on demand"
+                print(f"ok  {item['flow']}/{item['name']}  params={json.dumps(item['parameters'])}  schedule={sched}")
+        elif args.stage == "deploy":
+            out = deploy(settings)
+            for d in out["deployments"]:
+                print(f"deployed {d['name']}  version={d['version']}  pool={d['pool']}  id={d['id']}")
+        else:
+            out = run(settings)
+            base = settings.prefect_api_url.removesuffix("/api")
+            print(f"retrain run     {out['retrain_run'].name}  {base}/runs/flow-run/{out['retrain_run'].id}")
+            print(f"model           {out['card']['model_url']}  accuracy={out['card']['metrics']['accuracy']}")
+            print(f"batch-score run {out['score_run'].name}  {out['rows']} rows -> {out['predictions']}")
+            print(
+                f"Result: pattern=p4 status=ok release={out['release']} mode={out['mode']} "
+                f"retrain_run={out['retrain_run'].id} "
+                f"new_run={str(out['new_run']).lower()} state={out['retrain_run'].state.type.value} "
+                f"model={out['card']['model_url']} accuracy={out['card']['metrics']['accuracy']} "
+                f"score_run={out['score_run'].id} rows={out['rows']}"
+            )
+    except P4Error as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

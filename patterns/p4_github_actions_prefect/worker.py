@@ -1,0 +1,65 @@
+"""One Prefect worker for pattern 4's work pool.
+
+    python worker.py p4-worker
+
+A worker polls one work pool and runs each flow run it claims: a process
+pool runs it as a subprocess of this environment (source releases), a Docker
+pool in a container of the release's image. `make pattern-4` starts one under
+the local stack's supervisord. In production the worker runs on your
+infrastructure (or Prefect Cloud's managed pools), not in GitHub Actions: CI
+only deploys and triggers.
+
+The worker's environment carries the S3 keys, so deployments never store them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from release import resolve_mode
+from settings import load_settings
+
+
+def main(argv: list[str]) -> None:
+    name = argv[1] if len(argv) > 1 else "p4-worker"
+    settings = load_settings()
+    mode = resolve_mode(settings)
+    bin_dir = Path(sys.executable).parent
+    os.environ.update(
+        settings.s3_env()
+        | {
+            "PREFECT_API_URL": settings.prefect_api_url,
+            "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds),
+            # Flow runs of a process pool are subprocesses: they must find this
+            # environment's python whatever PATH the worker inherited.
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "VIRTUAL_ENV": str(bin_dir.parent),
+            "DO_NOT_TRACK": "true",
+        }
+    )
+    command = [
+        str(bin_dir / "prefect"),
+        "worker",
+        "start",
+        "--pool",
+        settings.pool_for(mode),
+        "--type",
+        "docker" if mode == "image" else "process",
+        "--name",
+        f"{name}-pid{os.getpid()}",
+        "--limit",
+        "1",
+    ]
+    # Flow runs start in the worker's working directory, which Python puts first
+    # on sys.path: keep it out of this folder so a run imports only the code of
+    # its release (the pull step's folder), never the working copy.
+    scratch = settings.state_dir / "worker"
+    scratch.mkdir(parents=True, exist_ok=True)
+    os.chdir(scratch)
+    os.execv(command[0], command)  # same pid: a process manager signals the worker itself
+
+
+if __name__ == "__main__":
+    main(sys.argv)

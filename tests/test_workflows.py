@@ -1,0 +1,100 @@
+"""The GitHub workflows cannot drift from the Makefile, and follow the security
+rules: every `run:` step is a make target that exists, every action is pinned
+to a commit SHA, and permissions are least-privilege. (zizmor and the
+workflow JSON schema run in `make lint`.)"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+from test_meta import make_targets
+
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+PINNED = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_./-]+@[0-9a-f]{40}$")
+VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*=\S*$")
+
+
+def load(path: Path) -> dict:
+    # PyYAML reads the key `on` as True.
+    data = yaml.safe_load(path.read_text())
+    data["on"] = data.pop(True, data.get("on"))
+    return data
+
+
+def steps(workflow: dict):
+    for job_id, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            yield job_id, step
+
+
+def test_there_are_workflows() -> None:
+    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "p4-cd.yml", "e2e-kind.yml"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_run_step_calls_an_existing_make_target(path: Path) -> None:
+    targets = make_targets()
+    runs = [(job, step) for job, step in steps(load(path)) if "run" in step]
+    assert runs, f"{path.name} has no run steps"
+    for job, step in runs:
+        lines = [line for line in step["run"].strip().splitlines() if line.strip()]
+        assert len(lines) == 1, f"{path.name} job {job}: `{step['run']}` is a script, not one make target"
+        words = shlex.split(lines[0])
+        assert words[0] == "make", f"{path.name} job {job}: `{lines[0]}` does not call make"
+        called = [w for w in words[1:] if not w.startswith("-") and not VARIABLE.match(w)]
+        assert called, f"{path.name} job {job}: `{lines[0]}` names no target"
+        for target in called:
+            assert target in targets, f"{path.name} job {job}: `make {target}` does not exist"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_action_is_pinned_to_a_commit_sha(path: Path) -> None:
+    text = path.read_text()
+    for job, step in steps(load(path)):
+        uses = step.get("uses")
+        if uses is None or uses.startswith(("./", "docker://")):
+            continue
+        assert PINNED.match(uses), f"{path.name} job {job}: `{uses}` is not pinned to a full commit SHA"
+        # ... with the version it stands for, for the humans who update it.
+        assert re.search(re.escape(uses) + r" # v\d", text), f"{path.name}: `{uses}` lacks its `# vX.Y.Z` comment"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_permissions_are_least_privilege(path: Path) -> None:
+    workflow = load(path)
+    assert "permissions" in workflow, f"{path.name} sets no top-level permissions (the default is broad)"
+    for job_id, job in workflow["jobs"].items():
+        granted = {**(workflow["permissions"] or {}), **(job.get("permissions") or {})}
+        writes = {scope for scope, level in granted.items() if level == "write"}
+        allowed = {"packages"} if (path.name, job_id) == ("p4-cd.yml", "deploy") else set()
+        assert writes <= allowed, f"{path.name} job {job_id} can write {writes - allowed}"
+    for _, step in steps(workflow):
+        if step.get("uses", "").startswith("actions/checkout@"):
+            assert step.get("with", {}).get("persist-credentials") is False
+
+
+def test_p4_cd_deploys_on_main_and_only_dry_runs_pull_requests() -> None:
+    cd = load(REPO / ".github" / "workflows" / "p4-cd.yml")
+    assert cd["on"]["push"]["branches"] == ["main"] and "workflow_dispatch" in cd["on"] and "pull_request" in cd["on"]
+    jobs = cd["jobs"]
+
+    def called(job: str) -> list[str]:
+        return [step["run"].split()[1] for step in jobs[job]["steps"] if "run" in step]
+
+    assert called("test") == ["p4-lint", "p4-test"]
+    assert jobs["dry-run"]["if"] == "github.event_name == 'pull_request'"
+    assert called("dry-run") == ["p4-build", "p4-validate"]
+    assert jobs["dry-run"]["env"]["P4_PUSH"] == "false"
+    assert jobs["deploy"]["if"] == "github.event_name != 'pull_request'"
+    assert called("deploy") == ["p4-build", "p4-deploy", "p4-run"]
+    assert jobs["dry-run"]["needs"] == jobs["deploy"]["needs"] == "test"
+    # Secrets reach only the steps that use them, never a whole job or the workflow.
+    for job in jobs.values():
+        assert "secrets." not in str(job.get("env", {}))
+    assert "secrets." not in str(cd.get("env", {}))
+    assert cd["concurrency"]["cancel-in-progress"] is False
