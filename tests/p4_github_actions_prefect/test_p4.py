@@ -155,12 +155,18 @@ def test_a_failing_test_stops_the_cycle_before_deploy(stack: Stack, cycle: dict,
     )
     before = {d["name"]: d for d in deployments_named(stack, ["p4-retrain", "p4-batch-score"])}
     runs_before = runs_of(stack, before["p4-retrain"]["id"])
+    state = Path(stack.env["P4_STATE_DIR"])
+    record = (state / "release.json").read_text()
+    built = sorted(p.name for p in (state / "build").iterdir())
 
     failed = stack.make("pattern-4", f"P4={copy}")
     assert failed.returncode != 0
     assert "stage 2/5: test" in failed.output and "1 failed" in failed.output
     assert "stage 3/5" not in failed.output and "stage 4/5" not in failed.output
-    assert not (copy / ".state").exists(), "something was built after the test stage failed"
+    # Nothing built, published or recorded for the copy's release (outside git: `src.<hash>`).
+    assert (state / "release.json").read_text() == record
+    assert sorted(p.name for p in (state / "build").iterdir()) == built
+    assert not [p for p in (state / "releases").iterdir() if p.name.startswith("src.")]
     for d in deployments_named(stack, ["p4-retrain", "p4-batch-score"]):
         assert d["version"] == before[d["name"]]["version"] and d["updated"] == before[d["name"]]["updated"]
     assert len(runs_of(stack, before["p4-retrain"]["id"])) == len(runs_before)
