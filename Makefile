@@ -171,7 +171,7 @@ lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema chec
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) zizmor --offline --no-progress .github/workflows
 
-bench: _uv ## Benchmarks on a stack of its own: stack start, warm pattern-1/2/3, p3 deployment overhead (medians; BENCH_REPEAT=3)
+bench: _uv ## Benchmarks on a stack of its own: stack start, warm pattern-1/2/3/4, p3 deployment overhead (medians; BENCH_REPEAT=3)
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
 
 .PHONY: _p3-overhead

@@ -454,7 +454,7 @@ def p4_cycle(bench: Bench, p4: Measure) -> None:
         p4.extra.setdefault("new_run", []).append(_field(output, "new_run"))
         marks = [(t, line) for t, line in bench.timeline if line.startswith("== pattern 4, stage")]
         stages = {
-            line.split(": ", 1)[1].split(" ")[0]: round(((marks[j + 1][0] if j + 1 < len(marks) else seconds) - t), 1)
+            line.split(": ", 1)[1].split()[0]: round(((marks[j + 1][0] if j + 1 < len(marks) else seconds) - t), 1)
             for j, (t, line) in enumerate(marks)
         }
         for stage, took in stages.items():
