@@ -201,6 +201,17 @@ deployments:
 """
 
 
+def validate_file(stack: Stack, path: Path):
+    """release.validate() on another prefect.yaml, in the pattern's environment."""
+    return stack.in_env(
+        P4,
+        "python",
+        "-c",
+        f"import release, sys\ntry: release.validate(__import__('pathlib').Path({str(path)!r}))\n"
+        "except release.P4Error as e: print(e.render()); sys.exit(1)",
+    )
+
+
 def test_every_deployment_in_prefect_yaml_is_importable_with_valid_parameters(stack: Stack, tmp_path: Path) -> None:
     dry = stack.make("p4-validate")
     assert dry.returncode == 0, dry.output[-3000:]
@@ -216,13 +227,7 @@ def test_every_deployment_in_prefect_yaml_is_importable_with_valid_parameters(st
 
     bad = tmp_path / "prefect.yaml"
     bad.write_text(BAD_PREFECT_YAML)
-    check = stack.in_env(
-        P4,
-        "python",
-        "-c",
-        f"import release, sys\ntry: release.validate(__import__('pathlib').Path({str(bad)!r}))\n"
-        "except release.P4Error as e: print(e.render()); sys.exit(1)",
-    )
+    check = validate_file(stack, bad)
     assert check.returncode == 1, check.output
     for finding in (
         "deployment name 'p4-retrain' is used twice",
@@ -233,13 +238,7 @@ def test_every_deployment_in_prefect_yaml_is_importable_with_valid_parameters(st
     ):
         assert finding in check.stdout, check.stdout
     bad.write_text(BAD_PREFECT_YAML.replace(", learning_rate: 0.1", ""))
-    check = stack.in_env(
-        P4,
-        "python",
-        "-c",
-        f"import release, sys\ntry: release.validate(__import__('pathlib').Path({str(bad)!r}))\n"
-        "except release.P4Error as e: print(e.render()); sys.exit(1)",
-    )
+    check = validate_file(stack, bad)
     assert "do not fit flow 'p4-retrain'" in check.stdout and "n_estimators" in check.stdout, check.stdout
 
 
