@@ -293,7 +293,8 @@ def validate(path: Path = PREFECT_FILE) -> list[dict[str, Any]]:
 
     config = load_prefect_file(path)
     problems: list[str] = []
-    sys.path.insert(0, str(PATTERN_DIR))
+    if str(PATTERN_DIR) not in sys.path:  # the build and push steps are this folder's modules
+        sys.path.insert(0, str(PATTERN_DIR))
     for section in ("build", "push", "pull"):
         for step in config.get(section) or []:
             for name in step:
@@ -417,7 +418,7 @@ def deploy(settings: P4Settings) -> dict[str, Any]:
             f"the last build is release {built['release']}, but this folder is now release {current.id}",
             "run the build stage again (`make p4-build`) so deploy ships what was tested",
         )
-    validate()
+    declared = validate()
     pool = built["work_pool"]
     ensure_work_pool(settings, pool, built["mode"])
     env = os.environ | {
@@ -432,20 +433,20 @@ def deploy(settings: P4Settings) -> dict[str, Any]:
     result = subprocess.run(command, cwd=PATTERN_DIR, env=env, stdout=sys.stderr)
     if result.returncode != 0:
         raise P4Error(f"`prefect deploy` failed (exit {result.returncode})", "read its output above")
-    deployed = check_deployments(built["release"], pool)
+    deployed = check_deployments(built["release"], pool, declared)
     return {"release": built["release"], "work_pool": pool, "deployments": deployed}
 
 
-def check_deployments(release: str, pool: str) -> list[dict[str, Any]]:
-    """Every deployment in prefect.yaml exists with this release as its version."""
+def check_deployments(release: str, pool: str, declared: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every deployment `validate()` found in prefect.yaml exists with this
+    release as its version."""
     problems, found = [], []
     with _client() as client:
-        for spec in load_prefect_file()["deployments"]:
-            flow_name = _flow_name(spec)
-            deployment = client.read_deployment_by_name(f"{flow_name}/{spec['name']}")
+        for item in declared:
+            deployment = client.read_deployment_by_name(f"{item['flow']}/{item['name']}")
             found.append(
                 {
-                    "name": f"{flow_name}/{spec['name']}",
+                    "name": f"{item['flow']}/{item['name']}",
                     "id": str(deployment.id),
                     "version": deployment.version,
                     "pool": deployment.work_pool_name,
@@ -458,13 +459,6 @@ def check_deployments(release: str, pool: str) -> list[dict[str, Any]]:
     if problems:
         raise P4Error(f"deploy did not register release {release} on {pool}: {'; '.join(problems)}", "deploy again")
     return found
-
-
-def _flow_name(spec: dict[str, Any]) -> str:
-    from prefect.flows import load_flow_from_entrypoint
-
-    sys.path.insert(0, str(PATTERN_DIR))
-    return load_flow_from_entrypoint(str(PATTERN_DIR / spec["entrypoint"])).name
 
 
 # ## Run: trigger a deployment, wait, verify what it produced
@@ -534,7 +528,7 @@ def run(settings: P4Settings) -> dict[str, Any]:
         raise P4Error(f"the model of flow run {retrain_run.name} does not check out: {'; '.join(problems)}", "rerun")
     say(f"run: model {card['model_url']} (accuracy {card['metrics']['accuracy']}) from flow run {retrain_run.name}")
     score_run, _ = run_and_wait(settings, settings.score_deployment, release, parameters={"expect_release": release})
-    predictions = f"s3://{store.bucket}/predictions/{release}/{score_run.id}.csv"
+    predictions = store.predictions_url(release, str(score_run.id))
     if not store.exists(predictions):
         raise P4Error(f"batch scoring wrote no {predictions}", "read the p4-batch-score run's logs")
     rows = len(store.read_text(predictions).splitlines()) - 1

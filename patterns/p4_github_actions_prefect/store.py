@@ -56,6 +56,9 @@ class ModelStore:
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
+    def _key(self, url: str) -> str:
+        return url.removeprefix(f"s3://{self.bucket}/")
+
     def check(self) -> None:
         """Fail early, naming the endpoint and bucket, when the store is unusable."""
         try:
@@ -89,10 +92,13 @@ class ModelStore:
         self._put_json(LATEST, card)
         return card
 
+    def predictions_url(self, release: str, flow_run_id: str) -> str:
+        return self.url(f"predictions/{release}/{flow_run_id}.csv")
+
     def save_predictions(self, release: str, flow_run_id: str, csv_text: str) -> str:
-        key = f"predictions/{release}/{flow_run_id}.csv"
-        self._s3.put_object(Bucket=self.bucket, Key=key, Body=csv_text.encode(), ContentType="text/csv")
-        return self.url(key)
+        url = self.predictions_url(release, flow_run_id)
+        self._s3.put_object(Bucket=self.bucket, Key=self._key(url), Body=csv_text.encode(), ContentType="text/csv")
+        return url
 
     def _put_json(self, key: str, value: dict[str, Any]) -> None:
         body = json.dumps(value, indent=2, sort_keys=True).encode()
@@ -113,17 +119,15 @@ class ModelStore:
             raise
 
     def load_model(self, card: dict[str, Any]) -> Any:
-        key = card["model_url"].removeprefix(f"s3://{self.bucket}/")
-        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        body = self._s3.get_object(Bucket=self.bucket, Key=self._key(card["model_url"]))["Body"].read()
         return joblib.load(io.BytesIO(body))
 
     def exists(self, url: str) -> bool:
         try:
-            self._s3.head_object(Bucket=self.bucket, Key=url.removeprefix(f"s3://{self.bucket}/"))
+            self._s3.head_object(Bucket=self.bucket, Key=self._key(url))
             return True
         except ClientError:
             return False
 
     def read_text(self, url: str) -> str:
-        key = url.removeprefix(f"s3://{self.bucket}/")
-        return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode()
+        return self._s3.get_object(Bucket=self.bucket, Key=self._key(url))["Body"].read().decode()
