@@ -5,6 +5,9 @@
     python run.py --n-estimators 1 --max-depth 1      DAG params (--min-accuracy too)
     python run.py airflow ARGS...        any airflow command with this pattern's AIRFLOW_HOME,
                                          e.g. `airflow api-server` for the UI on http://127.0.0.1:8080
+    P2_AIRFLOW_API_URL=http://127.0.0.1:8080 python run.py
+                                         against a running Airflow (the compose tier): trigger
+                                         the DAG over its REST API (airflow_rest.py) and follow it
 
 Airflow keeps its state in P2_STATE_DIR/airflow (SQLite, no examples, the
 DAGs folder `dags/`); the first run creates the database. The DAG run
@@ -12,6 +15,11 @@ executes in this process (`DAG.test()`, no scheduler, no server, nothing
 listens on a port), then the run's XComs are read back for a summary and one
 stable line for scripts and tests:
     Result: pattern=p2 status=ok decision=published ...
+
+With P2_AIRFLOW_API_URL set, Airflow's own services run the DAG and this
+process never imports airflow: it triggers one run per logical date over the
+REST API, waits for it and reads the same task states and XComs back
+(airflow_rest.py), then prints the same summary and Result line.
 """
 
 # ## Settings first
@@ -28,6 +36,7 @@ import time
 from datetime import UTC, date, datetime
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import quote
 
 from errors import P2Error
 from settings import PATTERN_DIR, P2Settings
@@ -93,7 +102,8 @@ def outcome_of(run: dict, logical_date: datetime) -> dict:
         "status": "ok" if run["state"] == "success" else "failed",
         "decision": decision,
         "failed_task": failed[0] if failed else "",
-        "mode": SETTINGS.mode,
+        # What the submit task ran (a remote Airflow has its own settings); ours otherwise.
+        "mode": submitted.get("mode") or SETTINGS.mode,
         "logical_date": logical_date.date().isoformat(),
         "dag_run": run["run_id"],
         "kfp_run_name": submitted.get("run_name") or (x.get("load") or {}).get("run_name", ""),
@@ -126,8 +136,14 @@ def result_line(o: dict) -> str:
     return "Result: " + " ".join(f"{k}={v}" for k, v in fields.items())
 
 
-def summary(o: dict, seconds: float) -> str:
+def summary(o: dict, seconds: float, api_url: str = "") -> str:
     env = f"cd {PATTERN_DIR} && uv run --locked python run.py airflow"
+    inspect = f"{env} tasks states-for-dag-run p2_airflow_kfp {o['dag_run']}"
+    ui = f"{env} api-server --port 8080   then http://127.0.0.1:8080/dags/p2_airflow_kfp"
+    if api_url:  # a running Airflow: its REST API and its UI
+        run = f"p2_airflow_kfp/dagRuns/{quote(o['dag_run'], safe='')}"
+        inspect = f"{api_url}/api/v2/dags/{run}/taskInstances"
+        ui = f"{api_url}/dags/p2_airflow_kfp/runs/{quote(o['dag_run'], safe='')}"
     states = ", ".join(f"{t}={s}" for t, s in sorted(o["tasks"].items()))
     metrics = "none" if o["accuracy"] is None else f"accuracy {o['accuracy']:.4f}, f1_macro {o['f1_macro']:.4f}"
     return (
@@ -139,8 +155,8 @@ def summary(o: dict, seconds: float) -> str:
         f"  metrics       {metrics} (XCom of collect_metrics)\n"
         f"  published     {o['published'] or 'nothing'}\n"
         f"  tasks         {states}\n"
-        f"  inspect       {env} tasks states-for-dag-run p2_airflow_kfp {o['dag_run']}\n"
-        f"  Airflow UI    {env} api-server --port 8080   then http://127.0.0.1:8080/dags/p2_airflow_kfp\n"
+        f"  inspect       {inspect}\n"
+        f"  Airflow UI    {ui}\n"
     )
 
 
@@ -167,18 +183,28 @@ def main(argv: list[str] | None = None) -> int:
     }
     logical_date = datetime(args.date.year, args.date.month, args.date.day, tzinfo=UTC)
     started = time.monotonic()
-    configure()
+    api_url = SETTINGS.airflow_api_url.rstrip("/")
     try:
-        migrate()
-        run = run_dag(logical_date, conf)
+        if api_url:  # a running Airflow: over its REST API, without importing airflow here
+            import airflow_rest
+
+            run = airflow_rest.trigger_and_wait(SETTINGS, logical_date, conf)
+        else:
+            configure()
+            migrate()
+            run = run_dag(logical_date, conf)
     except P2Error as exc:
         print(exc.render(), file=sys.stderr)
         print("Result: pattern=p2 status=failed", file=sys.stderr)
         return 1
     outcome = outcome_of(run, logical_date)
-    print(summary(outcome, time.monotonic() - started))
+    print(summary(outcome, time.monotonic() - started, api_url))
     line = result_line(outcome)
     if outcome["status"] != "ok":
+        for task, errors in (run.get("task_errors") or {}).items():  # a remote run: its tasks' errors
+            print(f"{task} failed: " + "\n  ".join(errors or ["(no error in its log; see the UI)"]), file=sys.stderr)
+        if run.get("already_ended"):
+            print(airflow_rest.rerun_hint(SETTINGS, run["run_id"]), file=sys.stderr)
         print(line, file=sys.stderr)
         return 1
     print(line)

@@ -47,6 +47,18 @@ class P2Settings(BaseSettings):
     # AIRFLOW_HOME (SQLite database, logs) and kfp.local's outputs live here.
     state_dir: Path = Field(PATTERN_DIR / ".state", validation_alias=_env("STATE_DIR"))
     schedule: str = Field("0 4 * * *", validation_alias=_env("SCHEDULE"))
+    # A running Airflow (the compose tier): run.py triggers the DAG through this
+    # api-server's REST API instead of running it in-process. Empty: in-process.
+    airflow_api_url: str = Field("", validation_alias=_env("AIRFLOW_API_URL"))
+    # A user of Airflow's simple auth manager (AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS)
+    # and its password (the passwords file): development credentials, like the S3 keys.
+    airflow_username: str = Field("admin", validation_alias=_env("AIRFLOW_USERNAME"))
+    airflow_password: str = Field("admin", validation_alias=_env("AIRFLOW_PASSWORD"))
+    # Seconds run.py waits for the dag-processor to have parsed the DAG.
+    dag_parse_timeout: float = Field(120.0, gt=0, validation_alias=_env("DAG_PARSE_TIMEOUT"))
+    # Seconds run.py waits for the triggered DAG run to end (queued behind another
+    # run included). Default: P2_PIPELINE_TIMEOUT + 300 (the ETL tasks and a queue).
+    dag_run_timeout: float | None = Field(None, gt=0, validation_alias=_env("DAG_RUN_TIMEOUT"))
     # Training and the publish gate (the DAG's params default to these) --------
     n_estimators: int = Field(200, ge=1, validation_alias=_env("N_ESTIMATORS"))
     max_depth: int = Field(6, ge=0, validation_alias=_env("MAX_DEPTH"))  # 0: unlimited
@@ -74,6 +86,10 @@ class P2Settings(BaseSettings):
     @property
     def mode(self) -> str:
         return "cluster" if self.kfp_host else "local"
+
+    @property
+    def dag_run_wait(self) -> float:
+        return self.dag_run_timeout if self.dag_run_timeout is not None else self.pipeline_timeout + 300
 
     @property
     def airflow_home(self) -> Path:

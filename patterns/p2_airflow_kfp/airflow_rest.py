@@ -1,0 +1,414 @@
+"""Pattern 2 against a running Airflow (the compose tier): one DAG run through
+Airflow 3's REST API, as any other system would trigger it.
+
+    P2_AIRFLOW_API_URL=http://127.0.0.1:8080 python run.py [--date ...]
+
+Airflow's own services do the work: the dag-processor parses `dags/`, the
+scheduler queues the run and its LocalExecutor runs the tasks. This process
+only asks, over HTTP:
+1. a JWT from the simple auth manager (`POST /auth/token`, username and password);
+2. the DAG, once the dag-processor has parsed it (`GET /api/v2/dags/{dag_id}`,
+   bounded by P2_DAG_PARSE_TIMEOUT; on failure the dag-processor's import
+   errors, `GET /api/v2/importErrors`), unpaused if it is paused;
+3. a DAG run for the logical date, with the run's conf (`POST .../dagRuns`);
+4. its state until it ends (bounded by P2_DAG_RUN_TIMEOUT), then the task
+   states and the `return_value` XComs: the same dict as in-process mode's
+   `run.run_dag`, so `run.outcome_of` and `run.result_line` serve both.
+
+One logical date, one DAG run. The run id derives from the date only
+(`manual__2026-03-01T00:00:00+00:00`, the form of Airflow's own manual run
+ids), and Airflow refuses a second run for the same DAG and date (409). So a
+second call for a date follows the run that exists (waits for it if it is
+still going, reports it if it has ended) and triggers nothing: no second
+training. The same date with other options is refused, not silently
+answered with the first run's result.
+
+This module imports httpx and the pattern's settings, never airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import httpx
+
+from errors import P2Error
+from settings import P2Settings
+
+# dags/p2_airflow_kfp.py's DAG_ID, spelled out: importing that module imports airflow.
+DAG_ID = "p2_airflow_kfp"
+DAG_FILE = "p2_airflow_kfp.py"
+TERMINAL = ("success", "failed")
+POLL_SECONDS = 2.0
+REQUEST_TIMEOUT = 30.0  # seconds for one answer once connected
+
+
+def dag_run_id(logical_date: datetime) -> str:
+    """The DAG run id for a logical date: the same on every call, so a retry
+    finds the run it started instead of starting another."""
+    if logical_date.tzinfo is None or logical_date.utcoffset() is None:
+        raise ValueError(f"the logical date {logical_date} has no time zone")
+    return f"manual__{logical_date.isoformat()}"
+
+
+def decode_xcom(value):
+    """An XCom value as the API returns it (`deserialize=true`): JSON values
+    arrive as they are, except where the stored value was itself a JSON
+    string of an object or a list."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class AirflowAPI:
+    """The few calls run.py makes, each failure turned into a P2Error with the fix."""
+
+    def __init__(self, settings: P2Settings):
+        self.settings = settings
+        self.url = settings.airflow_api_url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.url, timeout=httpx.Timeout(REQUEST_TIMEOUT, connect=settings.connect_timeout)
+        )
+        self.token: str | None = None
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> AirflowAPI:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ## HTTP, with errors a user can act on
+    def _send(self, method: str, path: str, headers: dict | None = None, **kwargs) -> httpx.Response:
+        headers = (headers or {}) | ({"Authorization": f"Bearer {self.token}"} if self.token else {})
+        try:
+            return self.http.request(method, path, headers=headers, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise P2Error(
+                f"Airflow's API at {self.url} is unreachable ({type(exc).__name__}: {exc})",
+                "start the Airflow services (api-server, scheduler, dag-processor) or correct "
+                "P2_AIRFLOW_API_URL; unset P2_AIRFLOW_API_URL to run the DAG in this process instead",
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise P2Error(
+                f"Airflow's API at {self.url} did not answer {method} {path} within {REQUEST_TIMEOUT:.0f} s",
+                "look at the api-server's log and its metadata database",
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise P2Error(
+                f"{method} {self.url}{path} failed: {type(exc).__name__}: {exc}",
+                "check P2_AIRFLOW_API_URL (the api-server's base URL, e.g. http://127.0.0.1:8080)",
+            ) from exc
+
+    def call(self, method: str, path: str, expect: tuple[int, ...] = (200,), **kwargs) -> httpx.Response:
+        if self.token is None:
+            self.login()
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 401:  # the token expired during a long wait: once more
+            self.login()
+            response = self._send(method, path, **kwargs)
+        if response.status_code in expect:
+            return response
+        if response.status_code == 403:
+            raise P2Error(
+                f"Airflow at {self.url} does not allow user {self.settings.airflow_username!r} to "
+                f"{method} {path}: {detail(response)}",
+                "give that user the admin or op role (AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=name:admin), "
+                "or use another one (P2_AIRFLOW_USERNAME / P2_AIRFLOW_PASSWORD)",
+            )
+        raise P2Error(
+            f"{method} {self.url}{path} answered {response.status_code}: {detail(response)}",
+            "look at the api-server's log",
+        )
+
+    def login(self) -> None:
+        """A JWT from the simple auth manager (`POST /auth/token`)."""
+        user = self.settings.airflow_username
+        response = self._send(
+            "POST", "/auth/token", json={"username": user, "password": self.settings.airflow_password}
+        )
+        if response.status_code == 401:
+            raise P2Error(
+                f"Airflow at {self.url} refused the credentials of user {user!r} ({detail(response)})",
+                "set P2_AIRFLOW_USERNAME and P2_AIRFLOW_PASSWORD to a user of the simple auth manager "
+                "(AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS) and its password in the passwords file "
+                "(AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE)",
+            )
+        if response.status_code in (404, 405, 501):
+            raise P2Error(
+                f"{self.url} has no Airflow 3 token endpoint (POST /auth/token answered {response.status_code})",
+                "set P2_AIRFLOW_API_URL to the base URL of an Airflow 3 api-server, "
+                "e.g. http://127.0.0.1:8080 (without /api/v2)",
+            )
+        try:
+            token = response.json()["access_token"] if response.status_code in (200, 201) else None
+        except (ValueError, KeyError, TypeError):
+            token = None
+        if not token:
+            raise P2Error(
+                f"POST {self.url}/auth/token answered {response.status_code} without a token: {detail(response)}",
+                "check P2_AIRFLOW_API_URL and the api-server's auth manager (the simple auth manager is expected)",
+            )
+        self.token = token
+
+    # ## The DAG, parsed and unpaused
+    def wait_for_dag(self) -> dict:
+        """The DAG as the API shows it, once the dag-processor has parsed it
+        without import errors. An import error of its file recorded while this
+        waits ends the wait at once; an older one may predate a fix (the
+        dag-processor records the file's error again each time it parses it)."""
+        wait = self.settings.dag_parse_timeout
+        since = datetime.now(UTC) - timedelta(seconds=2)  # some slack for the server's clock
+        deadline = time.monotonic() + wait
+        announced = False
+        while True:
+            response = self.call("GET", f"/api/v2/dags/{DAG_ID}", expect=(200, 404))
+            dag = response.json() if response.status_code == 200 else {}
+            if dag and not dag.get("has_import_errors") and not dag.get("is_stale"):
+                return dag
+            fresh = [e for e in self.import_errors(DAG_FILE) if recorded_at(e) >= since]
+            if fresh or time.monotonic() >= deadline:
+                raise self.import_failure(wait, dag)
+            if not announced:
+                print(f"Waiting up to {wait:.0f} s for Airflow's dag-processor to parse {DAG_ID}", flush=True)
+                announced = True
+            time.sleep(POLL_SECONDS)
+
+    def import_errors(self, filename: str = "") -> list[dict]:
+        """The dag-processor's import errors (those of one DAG file if named)."""
+        response = self.call("GET", "/api/v2/importErrors", params={"limit": 100})
+        errors = response.json().get("import_errors", [])
+        return [e for e in errors if str(e.get("filename", "")).endswith(filename)]
+
+    def import_failure(self, wait: float, dag: dict) -> P2Error:
+        errors = self.import_errors()
+        if errors:
+            text = "\n".join(
+                f"--- {e.get('filename')} ({e.get('timestamp')}):\n"
+                + "\n".join(str(e.get("stack_trace", "")).rstrip().splitlines()[-15:])
+                for e in errors
+            )
+            return P2Error(
+                f"Airflow at {self.url} cannot load the DAG {DAG_ID}: the dag-processor reports "
+                f"{len(errors)} import error(s):\n{text}",
+                "fix the error above (the DAG file or the modules beside dags/, or the services' P2_* "
+                "variables); the dag-processor parses the file again by itself",
+            )
+        if not dag:
+            state = "was not found"
+        elif dag.get("is_stale"):
+            state = "is stale (its file left the DAGs folder)"
+        else:
+            state = "is marked as having import errors"
+        return P2Error(
+            f"the DAG {DAG_ID} was not ready in Airflow at {self.url} within {wait:.0f} s: it {state}, "
+            "and the dag-processor reports no import errors",
+            "check that the dag-processor runs and that its DAGs folder (AIRFLOW__CORE__DAGS_FOLDER) is this "
+            "pattern's dags/, with settings.py, errors.py, etl.py and trigger.py beside it; "
+            "raise P2_DAG_PARSE_TIMEOUT if parsing is just slow",
+        )
+
+    def unpause(self, dag: dict) -> None:
+        if not dag.get("is_paused"):
+            return
+        self.call("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
+        print(
+            f"Unpaused the DAG {DAG_ID} (it was paused): its schedule ({dag.get('timetable_summary')}) "
+            "is now on too, and the scheduler may start a scheduled run first",
+            flush=True,
+        )
+
+    # ## One DAG run per logical date
+    def run_path(self, run_id: str) -> str:
+        return f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+
+    def run_for_date(self, logical_date: datetime) -> dict | None:
+        stamp = logical_date.isoformat()
+        response = self.call(
+            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"logical_date_gte": stamp, "logical_date_lte": stamp}
+        )
+        runs = response.json().get("dag_runs", [])
+        return runs[0] if runs else None
+
+    def trigger(self, logical_date: datetime, conf: dict) -> tuple[dict, bool]:
+        """The DAG run for this logical date, and whether this call created it.
+        Looked up first (a retry, the usual case, triggers nothing); created
+        otherwise, where Airflow's 409 settles a race with another caller."""
+        run_id = dag_run_id(logical_date)
+        response = self.call("GET", self.run_path(run_id), expect=(200, 404))
+        existing = response.json() if response.status_code == 200 else None
+        if existing is None:
+            body = {"dag_run_id": run_id, "logical_date": logical_date.isoformat(), "conf": conf}
+            response = self.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", expect=(200, 400, 409), json=body)
+            if response.status_code == 200:
+                print(f"Triggered the DAG run {run_id} (conf {json.dumps(conf)}) at {self.url}", flush=True)
+                return response.json(), True
+            if response.status_code == 400:
+                raise P2Error(
+                    f"Airflow refused to trigger {DAG_ID} for {logical_date.date()}: {detail(response)}",
+                    "check the options (--n-estimators >= 1, --max-depth >= 0, 0 <= --min-accuracy <= 1)",
+                )
+            # 409: another caller created it meanwhile, or a run of another id holds this date.
+            existing = self.run_for_date(logical_date)
+            if existing is None:
+                raise P2Error(
+                    f"Airflow answered 409 to the DAG run {run_id} but has no run for {logical_date.date()}: "
+                    f"{detail(response)}",
+                    "look at the DAG's runs in the UI",
+                )
+        found = existing["dag_run_id"]
+        if (existing.get("conf") or {}) != conf:
+            raise P2Error(
+                f"the DAG run {found} for logical date {logical_date.date()} already exists with conf "
+                f"{json.dumps(existing.get('conf') or {})}, and this call asks for {json.dumps(conf)}",
+                f"repeat it with the same options to follow that run, or delete that run first "
+                f"(DELETE {self.url}{self.run_path(found)}, or Delete in the UI) and run again",
+            )
+        print(
+            f"The DAG run {found} for {logical_date.date()} already exists ({existing.get('state')}): "
+            "following it, nothing new is triggered",
+            flush=True,
+        )
+        return existing, False
+
+    def task_instances(self, run_id: str) -> list[dict]:
+        """The run's task instances, in the order they ended (those still going last)."""
+        response = self.call("GET", f"{self.run_path(run_id)}/taskInstances", params={"limit": 100})
+        return sorted(response.json().get("task_instances", []), key=lambda ti: ti.get("end_date") or "~")
+
+    def task_states(self, run_id: str) -> dict[str, str]:
+        return {ti["task_id"]: str(ti.get("state")) for ti in self.task_instances(run_id)}
+
+    def task_errors(self, run_id: str, task: str, try_number: int) -> list[str]:
+        """The exceptions a failed task logged (the model rejected, a component's
+        error, ...): what in-process mode shows inline with the task logs."""
+        path = f"{self.run_path(run_id)}/taskInstances/{task}/logs/{try_number}"
+        try:
+            response = self.call(
+                "GET", path, expect=(200, 404), params={"full_content": "true"}, headers={"Accept": "application/json"}
+            )
+        except P2Error:
+            return []
+        if response.status_code != 200:
+            return []
+        lines = []
+        for event in response.json().get("content", []):
+            if not isinstance(event, dict) or event.get("level") not in ("error", "critical"):
+                continue
+            details = event.get("error_detail") or []
+            lines += [f"{d.get('exc_type')}: {d.get('exc_value')}" for d in details if isinstance(d, dict)]
+            if not details:
+                lines.append(str(event.get("event")))
+        return [line[:2000] for line in lines[-5:]]
+
+    def wait(self, run: dict) -> dict:
+        """Poll the run until it ends, printing its state and each task as it ends."""
+        run_id = run["dag_run_id"]
+        wait = self.settings.dag_run_wait
+        deadline = time.monotonic() + wait
+        state, seen, queued_since, told_queue = None, {}, time.monotonic(), False
+        while True:
+            run = self.call("GET", self.run_path(run_id)).json()
+            changed = run.get("state") != state
+            state = run.get("state")
+            if changed and state not in TERMINAL:
+                print(f"DAG run {run_id}: {state}", flush=True)
+            for task, task_state in self.task_states(run_id).items():
+                if task_state in ("success", "failed", "skipped", "upstream_failed") and seen.get(task) != task_state:
+                    seen[task] = task_state
+                    print(f"  {task}: {task_state}", flush=True)
+            if changed and state in TERMINAL:  # after its tasks
+                print(f"DAG run {run_id}: {state}", flush=True)
+            if state in TERMINAL:
+                return run
+            if state == "queued" and not told_queue and time.monotonic() - queued_since > 5:
+                told_queue = True
+                self.tell_queue(run_id)
+            if time.monotonic() >= deadline:
+                hint = (
+                    "is the scheduler running? A queued run also waits for any other active run of this DAG "
+                    "(max_active_runs=1)"
+                    if state == "queued"
+                    else f"look at the task logs in the UI ({self.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')})"
+                )
+                raise P2Error(
+                    f"the DAG run {run_id} is still {state} after {wait:.0f} s (P2_DAG_RUN_TIMEOUT)",
+                    f"{hint}; run.py again follows the same run; raise P2_DAG_RUN_TIMEOUT if it is just slow",
+                )
+            time.sleep(POLL_SECONDS)
+
+    def tell_queue(self, run_id: str) -> None:
+        response = self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"state": "running"})
+        ahead = [r["dag_run_id"] for r in response.json().get("dag_runs", []) if r["dag_run_id"] != run_id]
+        if ahead:
+            print(f"  queued behind {', '.join(ahead)} (the DAG allows one active run at a time)", flush=True)
+
+    def results(self, run: dict) -> dict:
+        """Task states and `return_value` XComs, shaped as run.run_dag's answer."""
+        run_id = run["dag_run_id"]
+        instances = self.task_instances(run_id)
+        states = {ti["task_id"]: str(ti.get("state")) for ti in instances}
+        errors = {
+            ti["task_id"]: self.task_errors(run_id, ti["task_id"], ti.get("try_number") or 1)
+            for ti in instances
+            if ti.get("state") == "failed"
+        }
+        xcoms = {}
+        for task, state in states.items():
+            if state != "success":
+                continue
+            response = self.call(
+                "GET",
+                f"{self.run_path(run_id)}/taskInstances/{task}/xcomEntries/return_value",
+                expect=(200, 404),
+                params={"deserialize": "true"},
+            )
+            if response.status_code == 200:
+                xcoms[task] = decode_xcom(response.json().get("value"))
+        return {"run_id": run_id, "state": run["state"], "tasks": states, "xcom": xcoms, "task_errors": errors}
+
+
+def recorded_at(error: dict) -> datetime:
+    """When the dag-processor last recorded an import error."""
+    try:
+        return datetime.fromisoformat(str(error.get("timestamp")).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or "(empty body)"
+    return str(body.get("detail", body) if isinstance(body, dict) else body)[:1000]
+
+
+def trigger_and_wait(settings: P2Settings, logical_date: datetime, conf: dict) -> dict:
+    """One DAG run for `logical_date` on the Airflow at settings.airflow_api_url,
+    followed to its end: {"run_id", "state", "tasks", "xcom", "task_errors",
+    "created", "already_ended"}. A run that already exists for the date is
+    followed, not repeated (created=False; already_ended if it had ended)."""
+    with AirflowAPI(settings) as api:
+        api.login()
+        api.unpause(api.wait_for_dag())
+        run, created = api.trigger(logical_date, conf)
+        ended = not created and run.get("state") in TERMINAL
+        return api.results(api.wait(run)) | {"created": created, "already_ended": ended}
+
+
+def rerun_hint(settings: P2Settings, run_id: str) -> str:
+    path = f"{settings.airflow_api_url.rstrip('/')}/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+    return (
+        f"The DAG run {run_id} already existed and had failed; nothing ran again. To run this date again "
+        f'once the cause is fixed, clear the run (POST {path}/clear with {{"dry_run": false}}, or Clear '
+        "in the UI), or delete it (DELETE, same URL) and run this again."
+    )
