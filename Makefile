@@ -32,6 +32,33 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DVC_NO_ANALYTICS := 1
 
 STACK_PY := $(UV) run --locked --project $(ROOT)/infra/local python $(ROOT)/infra/local/stack.py
+
+# ---- tier: STACK=local (native processes, the default) or STACK=compose -------------
+# The compose tier (docker-compose.yml, infra/compose/README.md) publishes the same
+# ports on 127.0.0.1, so the variables above reach either; only what differs is set here.
+STACK ?= local
+ifeq ($(filter $(STACK),local compose),)
+$(error STACK=$(STACK): use STACK=local (native processes) or STACK=compose (docker-compose.yml))
+endif
+export STACK_POSTGRES_PORT ?= 5432
+export STACK_AIRFLOW_PORT ?= 8080
+export COMPOSE_STATE_DIR ?= $(ROOT)/.state/compose
+COMPOSE_SH := UV=$(UV) bash $(ROOT)/infra/compose/compose.sh
+ifeq ($(STACK),compose)
+# The stack's generated secrets (once per checkout); make creates the file first.
+-include $(COMPOSE_STATE_DIR)/secrets.env
+$(COMPOSE_STATE_DIR)/secrets.env:
+	@$(COMPOSE_SH) secrets
+# Pattern 2 triggers the DAG through the compose Airflow's REST API...
+export P2_AIRFLOW_API_URL ?= http://127.0.0.1:$(STACK_AIRFLOW_PORT)
+export P2_AIRFLOW_USERNAME ?= admin
+export P2_AIRFLOW_PASSWORD ?= $(AIRFLOW_ADMIN_PASSWORD)
+# ... and pattern 4 ships source releases to the compose worker (a process worker).
+export P4_BUILD ?= source
+endif
+# Start the stack (idempotent, waits until healthy); compose: with the pattern's profile.
+stack_up = $(if $(filter compose,$(STACK)),$(UV) sync --locked --quiet --project $(ROOT) && \
+  COMPOSE_PROFILES=$(1) $(COMPOSE_SH) up,$(STACK_PY) up)
 P1 := $(ROOT)/patterns/p1_prefect_mlflow
 P2 := $(ROOT)/patterns/p2_airflow_kfp
 P3 := $(ROOT)/patterns/p3_metaflow_prefect
@@ -45,7 +72,8 @@ PYTEST_ARGS ?=
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} \
 	  /^[a-zA-Z0-9_-]+:.*##/ {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@printf "\nVariables: STACK_*_PORT, STACK_STATE_DIR, S3_* (see .env.example); PYTEST_ARGS for make test.\n"
+	@printf "\nVariables: STACK=local|compose (the tier), STACK_*_PORT, STACK_STATE_DIR, S3_* (see .env.example);\n"
+	@printf "PYTEST_ARGS for make test. Every pattern target takes STACK=compose, e.g. make pattern-1 STACK=compose.\n"
 
 .PHONY: setup
 setup: _uv ## Install uv and every environment from its lock file
@@ -57,30 +85,52 @@ setup: _uv ## Install uv and every environment from its lock file
 	$(UV) sync --locked --project $(P3)
 	$(UV) sync --locked --project $(P4)
 
-##@ Local stack (SeaweedFS S3, Prefect server, MLflow server on 127.0.0.1)
-.PHONY: up down status logs
-up: _uv ## Start the local stack (idempotent) and wait until it is healthy
-	@$(STACK_PY) up
+##@ The stack (local: S3, Prefect, MLflow as processes; STACK=compose: docker-compose.yml)
+.PHONY: up down status logs compose-build compose-reset
+up: _uv ## Start the stack (idempotent) and wait until it is healthy; compose: every profile
+	@$(call stack_up,*)
 
-down: _uv ## Stop the local stack this checkout started (state is kept)
+down: _uv ## Stop the stack (local: this checkout's; compose: containers removed, volumes kept)
+ifeq ($(STACK),compose)
+	@$(COMPOSE_SH) down
+else
 	@$(STACK_PY) down
+endif
 
-status: _uv ## Show each service's process state and health
+status: _uv ## Show each service's state and health
+ifeq ($(STACK),compose)
+	@$(COMPOSE_SH) status
+else
 	@$(STACK_PY) status
+endif
 
 logs: _uv ## Print the tail of each service log (SERVICE=mlflow LINES=200)
+ifeq ($(STACK),compose)
+	@LINES=$(or $(LINES),40) $(COMPOSE_SH) logs $(SERVICE)
+else
 	@$(STACK_PY) logs $(SERVICE) -n $(or $(LINES),40)
+endif
+
+compose-build: _uv ## Build the compose tier's images (air-gapped when no registry answers)
+	@$(UV) sync --locked --quiet --project $(ROOT)
+	@$(COMPOSE_SH) build
+
+compose-reset: _uv ## Remove the compose stack AND its named volumes (all its data)
+	@$(UV) sync --locked --quiet --project $(ROOT)
+	@$(COMPOSE_SH) reset
 
 ##@ Patterns
 .PHONY: patterns pattern-1 pattern-2 pattern-2-compile pattern-3 p3-workers pattern-4
-patterns: pattern-1 pattern-2 pattern-3 pattern-4 ## Run every pattern, in order, on the local tier
+patterns: pattern-1 pattern-2 pattern-3 pattern-4 ## Run every pattern, in order (STACK=local by default)
 
-pattern-1: up ## Prefect orchestrating MLflow (tracking, registry, serving), DVC data
+pattern-1: _uv ## Prefect orchestrating MLflow (tracking, registry, serving), DVC data
+	@$(call stack_up,core)
 	@cd $(P1) && $(UV) run --locked python data.py publish
 	@cd $(P1) && $(UV) run --locked python flow.py $(ARGS)
 
-pattern-2: up ## Airflow triggering Kubeflow Pipelines: ETL in Airflow, training in KFP (kfp.local)
-	@$(UV) sync --locked --quiet --project $(P2)/pipeline
+pattern-2: _uv ## Airflow triggering Kubeflow Pipelines: ETL in Airflow, training in KFP (kfp.local)
+	@$(call stack_up,p2)
+	@$(if $(filter compose,$(STACK)),true,$(UV) sync --locked --quiet --project $(P2)/pipeline)
 	@cd $(P2) && $(UV) run --locked python run.py $(ARGS)
 
 pattern-2-compile: _uv ## Compile pattern 2's KFP pipeline to IR YAML (pipeline/p2_pipeline.yaml)
@@ -89,12 +139,16 @@ pattern-2-compile: _uv ## Compile pattern 2's KFP pipeline to IR YAML (pipeline/
 pattern-3: p3-workers ## Metaflow runs distributed by Prefect workers (2 under supervisord), lineage on S3
 	@cd $(P3) && $(UV) run --locked python flow.py $(ARGS)
 
-p3-workers: up ## Start P3_WORKERS (default 2) Prefect workers for pattern 3's work pool (idempotent)
+p3-workers: _uv ## Start P3_WORKERS (default 2) Prefect workers for pattern 3's work pool (compose: 2 containers)
+	@$(call stack_up,p3)
+ifneq ($(STACK),compose)
 	@$(UV) sync --locked --quiet --project $(P3)
 	@$(STACK_PY) add $$(seq -f 'p3-worker-%g' 1 $(P3_WORKERS)) --cwd $(P3) \
 	  --pass-env 'PREFECT_API_URL,S3_*,P3_*,DO_NOT_TRACK' -- $(P3)/.venv/bin/python $(P3)/worker.py '{name}'
+endif
 
-pattern-4: up ## GitHub Actions' CD cycle for Prefect, locally: lint, test, build, deploy, run, verify
+pattern-4: _uv ## GitHub Actions' CD cycle for Prefect, locally: lint, test, build, deploy, run, verify
+	@$(call stack_up,p4)
 	@echo "== pattern 4, stage 1/5: lint" && $(MAKE) --no-print-directory p4-lint
 	@echo "== pattern 4, stage 2/5: test" && $(MAKE) --no-print-directory p4-test
 	@echo "== pattern 4, stage 3/5: build" && $(MAKE) --no-print-directory p4-build
@@ -121,10 +175,13 @@ p4-deploy: _uv ## Pattern 4 deploy stage: `prefect deploy --all` from prefect.ya
 p4-run: _uv ## Pattern 4 run stage: run p4-retrain and p4-batch-score, wait, verify the model
 	@$(P4_RUN) python release.py run
 
-p4-worker: up ## Start a local Prefect worker for pattern 4's work pool (idempotent)
+p4-worker: _uv ## Start a Prefect worker for pattern 4's work pool (idempotent; compose: a container)
+	@$(call stack_up,p4)
+ifneq ($(STACK),compose)
 	@$(UV) sync --locked --quiet --project $(P4)
 	@$(STACK_PY) add p4-worker --cwd $(P4) \
 	  --pass-env 'PREFECT_API_URL,S3_*,P4_*,DO_NOT_TRACK' -- $(P4)/.venv/bin/python $(P4)/worker.py '{name}'
+endif
 
 ##@ kind tier (Kubernetes + KFP standalone; needs Docker; run by .github/workflows/e2e-kind.yml)
 KIND := UV=$(UV) bash $(ROOT)/infra/kind/kind.sh
@@ -151,8 +208,10 @@ pattern-2-cluster: _uv ## Pattern 2 in cluster mode: the DAG submits from a pod 
 	  $(MAKE) --no-print-directory pattern-2
 
 ##@ Quality
-.PHONY: test lint bench
-test: _uv ## Run the test suite (starts its own stack on free ports)
+.PHONY: test test-compose test-all lint bench bench-compose
+test-all: test test-compose ## Every test: `make test`, then `make test-compose` (what .ci/run runs)
+
+test: _uv ## Run the test suite on the local tier (starts its own stack on free ports)
 	$(UV) sync --locked --project $(ROOT)
 	$(UV) sync --locked --project $(ROOT)/infra/local
 	$(UV) sync --locked --project $(P1)
@@ -164,6 +223,16 @@ test: _uv ## Run the test suite (starts its own stack on free ports)
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
 
+test-compose: _uv ## Run the compose tier for real: its own project on free ports, patterns 1-4, restarts, down
+	$(UV) sync --locked --project $(ROOT)
+	$(UV) sync --locked --project $(P1)
+	$(UV) sync --locked --project $(P2)
+	$(UV) sync --locked --project $(P3)
+	$(UV) sync --locked --project $(P4)
+	@rc=0; $(UV) run --locked --project $(ROOT) pytest -m compose $(ROOT)/tests/compose $(PYTEST_ARGS) || rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
+	  exit $$rc
+
 lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema check and zizmor
 	$(UV) run --locked --project $(ROOT) ruff check $(ROOT)
 	$(UV) run --locked --project $(ROOT) ruff format --check $(ROOT)
@@ -171,8 +240,12 @@ lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema chec
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) zizmor --offline --no-progress .github/workflows
 
-bench: _uv ## Benchmarks on a stack of its own: stack start, warm pattern-1/2/3/4, p3 deployment overhead (medians; BENCH_REPEAT=3)
+bench: _uv ## Benchmarks on stacks of their own: local start, warm pattern-1/2/3/4, p3 overhead, compose up (medians)
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
+	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/compose.py
+
+bench-compose: _uv ## Benchmark the compose tier: `make up STACK=compose` to healthy, cached and from nothing
+	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/compose.py
 
 .PHONY: _p3-overhead
 _p3-overhead: p3-workers

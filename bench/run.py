@@ -196,6 +196,10 @@ class Bench:
         # Pattern 4 likewise, its build records and snapshots in the bench's folder.
         env.update({f"P4_{k}": v for k, v in endpoints.items() if k != "MLFLOW_TRACKING_URI"})
         env["P4_STATE_DIR"] = str(self.tmp / "p4-state")
+        # The local tier's cycle: a source release, even where a Docker engine
+        # answers (the compose tier starts one); bench/compose.py measures compose.
+        env["P4_BUILD"] = "source"
+        env["STACK"] = "local"
         return env
 
     def make(self, target: str, *args: str, state_dir: Path | None = None) -> tuple[float, str]:

@@ -33,7 +33,7 @@ def steps(workflow: dict):
 
 
 def test_there_are_workflows() -> None:
-    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "p4-cd.yml", "e2e-kind.yml"}
+    assert {p.name for p in WORKFLOWS} >= {"ci.yml", "p4-cd.yml", "e2e-kind.yml", "e2e-compose.yml"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -98,3 +98,17 @@ def test_p4_cd_deploys_on_main_and_only_dry_runs_pull_requests() -> None:
         assert "secrets." not in str(job.get("env", {}))
     assert "secrets." not in str(cd.get("env", {}))
     assert cd["concurrency"]["cancel-in-progress"] is False
+
+
+def test_e2e_compose_runs_the_normal_stack_dumps_logs_on_failure_and_always_tears_down() -> None:
+    workflow = load(REPO / ".github" / "workflows" / "e2e-compose.yml")
+    [job] = workflow["jobs"].values()
+    # The normal docker-compose.yml (registries answer on GitHub), not the air-gapped override.
+    assert job["env"]["STACK_COMPOSE_AIRGAP"] == "false"
+    runs = [(step.get("if", ""), step["run"]) for step in job["steps"] if "run" in step]
+    assert runs[0] == ("", "make test-compose")
+    assert ("failure()", "make logs STACK=compose LINES=200") in runs
+    assert runs[-1] == ("always()", "make compose-reset STACK=compose")
+    # The steps after the tests reach the tests' compose project and state.
+    assert job["env"]["COMPOSE_PROJECT_NAME"] == "hybrid-ml-patterns-test"
+    assert job["env"]["COMPOSE_STATE_DIR"].endswith("/.state/compose-test")

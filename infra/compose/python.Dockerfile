@@ -1,0 +1,43 @@
+# One image per Python environment of the compose tier, built from a lock file
+# in this repository: the server image (infra/compose/server), Airflow
+# (patterns/p2_airflow_kfp + its pipeline environment), pattern 3's and
+# pattern 4's workers. The build context is the repository root; its
+# .dockerignore lets in only infra/compose and the pyproject/uv.lock files.
+#
+#   BASE_IMAGE      a Debian bookworm image; python3 is installed from Debian
+#                   if the image has none (the air-gapped base, see README)
+#   PROJECT         the project folder whose uv.lock becomes /opt/venv
+#   EXTRA_PROJECT   optional second environment, /opt/extra-venv (Airflow's
+#                   image carries pattern 2's KFP pipeline environment there)
+#   WHEELHOUSE_URL  empty: uv installs from PyPI (`uv sync --locked`). Set: an
+#                   http URL serving wheels and one flat requirements file per
+#                   project (`infra/compose/compose.sh wheelhouse`); nothing
+#                   else is contacted.
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm
+FROM ${BASE_IMAGE}
+
+ARG PROJECT
+ARG EXTRA_PROJECT=
+ARG WHEELHOUSE_URL=
+ARG UV_VERSION=0.13.9
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    DO_NOT_TRACK=true \
+    MLFLOW_DISABLE_TELEMETRY=true \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false
+
+COPY . /src/
+RUN sh /src/infra/compose/install-env.sh "${PROJECT}" /opt/venv \
+    && if [ -n "${EXTRA_PROJECT}" ]; then sh /src/infra/compose/install-env.sh "${EXTRA_PROJECT}" /opt/extra-venv; fi \
+    && rm -rf /src /root/.cache
+
+# Pattern code is not baked in: the compose file mounts the checkout (see
+# docker-compose.yml, PATTERNS_ROOT). Containers may run as the checkout's
+# owner (PATTERNS_UID), so HOME must be writable by anyone.
+# State that services keep in named volumes (Airflow's home) lives under
+# /var/lib/patterns, writable by that user too.
+RUN mkdir -p /var/lib/patterns/airflow && chmod -R 1777 /var/lib/patterns
+ENV HOME=/tmp
+WORKDIR /tmp

@@ -1,0 +1,257 @@
+"""The compose tier, run for real (`make test-compose`): the stack comes up
+healthy, patterns 1 to 4 succeed against it, data survives restarts of the
+stateful services, and `make down` keeps the named volumes.
+
+The stack: `make up STACK=compose` once per session, as a compose project of its own (`hybrid-ml-patterns-test`) on free
+loopback ports, so a stack you run on the default ports is never touched.
+
+State the containers must share with the host (pattern 3's Metaflow metadata,
+pattern 4's releases) lives under .state/compose-test in the checkout, which
+the worker containers mount at the same path. At the end the project is
+removed with its volumes (`make compose-reset`); its logs are printed first
+if a test failed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+
+import boto3
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+from conftest import REPO, Stack, free_port, free_port_run, parse_result, run, stack_env
+
+PROJECT = "hybrid-ml-patterns-test"
+P1_MODEL = "p1-breast-cancer"
+ALL_SERVICES = {
+    "postgres",
+    "s3",
+    "s3-init",
+    "prefect-server",
+    "mlflow",
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "p3-worker-1",
+    "p3-worker-2",
+    "p4-worker",
+}
+ONE_SHOT = {"s3-init", "airflow-init"}
+
+pytestmark = pytest.mark.compose
+
+
+class ComposeStack(Stack):
+    def compose(self, *args: str, timeout: float = 600):
+        """`docker compose ARGS` with the tier's files, project and env files."""
+        return run(["bash", str(REPO / "infra/compose/compose.sh"), "compose", *args], env=self.env, timeout=timeout)
+
+    def services(self) -> dict[str, dict]:
+        """Every container of the project (all profiles), by service name."""
+        done = self.compose("ps", "--all", "--format", "json")
+        assert done.returncode == 0, done.output
+        rows = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+        return {row["Service"]: row for row in rows}
+
+    def volumes(self) -> set[str]:
+        label = f"label=com.docker.compose.project={PROJECT}"
+        done = run(["docker", "volume", "ls", "--filter", label, "--format", "{{.Name}}"], env=self.env)
+        assert done.returncode == 0, done.output
+        return set(done.stdout.split())
+
+
+@pytest.fixture(scope="session")
+def compose_stack(request: pytest.FixtureRequest) -> Iterator[ComposeStack]:
+    state = REPO / ".state" / "compose-test"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    env = stack_env(state / "local")
+    seaweed = free_port_run(7)
+    env.update(
+        STACK="compose",
+        COMPOSE_PROJECT_NAME=PROJECT,
+        COMPOSE_STATE_DIR=str(state),
+        STACK_POSTGRES_PORT=str(free_port()),
+        STACK_AIRFLOW_PORT=str(free_port()),
+        STACK_SEAWEED_PORT_BASE=str(seaweed),
+        # What the containers and the host must agree on, inside the mounted checkout.
+        P3_METAFLOW_METADATA_DIR=str(state / "p3-metaflow"),
+        P4_STATE_DIR=str(state / "p4"),
+    )
+    stack = ComposeStack(env=env, state_dir=state)
+    # A project left behind by an interrupted session starts from nothing.
+    stack.make("compose-reset", timeout=300)
+    started = stack.make("up", timeout=2400)
+    if started.returncode != 0:
+        logs = stack.make("logs", env={"LINES": "60"}).output
+        stack.make("compose-reset", timeout=300)
+        pytest.fail(f"`make up STACK=compose` failed ({started.returncode}):\n{started.output[-6000:]}\n{logs[-8000:]}")
+    yield stack
+    if request.session.testsfailed:
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        logs = stack.make("logs", env={"LINES": "40"}).output
+        reporter.write_line("\n---- compose stack logs (a test failed) ----\n" + logs[-20000:])
+    reset = stack.make("compose-reset", timeout=300)
+    assert reset.returncode == 0, reset.output
+    assert stack.volumes() == set(), "compose-reset left volumes behind"
+
+
+@pytest.fixture(scope="module")
+def p1_run(compose_stack: ComposeStack) -> dict[str, str]:
+    done = compose_stack.make("pattern-1", timeout=900)
+    assert done.returncode == 0, done.output[-4000:]
+    return parse_result(done.stdout)
+
+
+def assert_healthy(stack: ComposeStack) -> None:
+    states = stack.services()
+    assert set(states) == ALL_SERVICES, f"services: {sorted(states)}"
+    for name, row in states.items():
+        if name in ONE_SHOT:
+            assert row["State"] == "exited" and row["ExitCode"] == 0, f"{name}: {row['Status']}"
+        else:
+            assert row["State"] == "running" and row["Health"] == "healthy", f"{name}: {row['Status']}"
+
+
+# ---- the stack ----------------------------------------------------------------------
+def test_stack_comes_up_healthy(compose_stack: ComposeStack) -> None:
+    assert_healthy(compose_stack)
+    # Each server answers on the loopback port the patterns use.
+    assert compose_stack.prefect_get("health") is True
+    assert httpx.get(f"{compose_stack.mlflow}/health", timeout=10).status_code == 200
+    airflow = f"http://127.0.0.1:{compose_stack.env['STACK_AIRFLOW_PORT']}/api/v2/monitor/health"
+    health = httpx.get(airflow, timeout=10).json()
+    assert {health[c]["status"] for c in ("metadatabase", "scheduler", "dag_processor", "triggerer")} == {"healthy"}
+    # S3 with the bucket initialisation done, and a wrong key refused.
+    buckets = {b["Name"] for b in compose_stack.s3().list_buckets()["Buckets"]}
+    assert {"dvc", "mlflow", "p2-data", "metaflow", "p4-models"} <= buckets
+    wrong = boto3.client(
+        "s3",
+        endpoint_url=compose_stack.env["S3_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="not-the-key",
+        aws_secret_access_key="not-the-secret",
+    )
+    with pytest.raises(ClientError):
+        wrong.list_buckets()
+    # Prefect and MLflow keep their state in Postgres, not in a file in the container.
+    for service, variable in (
+        ("prefect-server", "PREFECT_API_DATABASE_CONNECTION_URL"),
+        ("mlflow", "MLFLOW_BACKEND_STORE_URI"),
+    ):
+        done = compose_stack.compose("exec", "-T", service, "printenv", variable)
+        assert done.stdout.startswith("postgresql+"), (service, done.output)
+
+
+# ---- the patterns, with environment changes only ----------------------------------------
+def test_pattern_1_registers_a_model(compose_stack: ComposeStack, p1_run: dict[str, str]) -> None:
+    assert p1_run["status"] == "ok" and p1_run["decision"] == "promoted"
+    versions = compose_stack.model_versions(P1_MODEL)
+    assert [v["version"] for v in versions] == [p1_run["version"]]
+    assert compose_stack.alias_version(P1_MODEL, "champion") == p1_run["version"]
+    # Its files went to the compose S3, through the MLflow server: the run's
+    # plot, and the logged model (MLflow 3 keeps it under models/m-<id>).
+    version = compose_stack.mlflow_get("model-versions/get", name=P1_MODEL, version=p1_run["version"])
+    model_id = version["model_version"]["source"].removeprefix("models:/")
+    listing = compose_stack.s3().list_objects_v2(Bucket="mlflow", Prefix="artifacts/").get("Contents", [])
+    keys = [o["Key"] for o in listing]
+    assert any(p1_run["mlflow_run"] in k and k.endswith("confusion_matrix.png") for k in keys), keys[:20]
+    assert any(f"/{model_id}/" in k and k.endswith("MLmodel") for k in keys), (model_id, keys[:20])
+
+
+def test_pattern_2_runs_the_dag_in_the_compose_airflow(compose_stack: ComposeStack) -> None:
+    done = compose_stack.make("pattern-2", timeout=1200)
+    assert done.returncode == 0, done.output[-4000:]
+    result = parse_result(done.stdout)
+    assert result["status"] == "ok" and result["decision"] == "published", result
+    # The run is the Airflow scheduler's (LocalExecutor), not an in-process DAG.test().
+    base = f"http://127.0.0.1:{compose_stack.env['STACK_AIRFLOW_PORT']}"
+    token = airflow_token(compose_stack, base)
+    runs = httpx.get(
+        f"{base}/api/v2/dags/p2_airflow_kfp/dagRuns", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ).json()["dag_runs"]
+    ours = [r for r in runs if r["dag_run_id"] == result["dag_run"]]
+    assert ours and ours[0]["state"] == "success", runs
+    # The model the scheduler's tasks published, in the compose S3.
+    assert result["published"] == f"s3://p2-data/published/ds={result['logical_date']}"
+    prefix = result["published"].removeprefix("s3://p2-data/") + "/"
+    listing = compose_stack.s3().list_objects_v2(Bucket="p2-data", Prefix=prefix).get("Contents", [])
+    assert sorted(o["Key"].removeprefix(prefix) for o in listing) == ["decision.json", "metrics.json", "model.joblib"]
+
+
+def test_pattern_3_runs_on_the_compose_workers(compose_stack: ComposeStack) -> None:
+    done = compose_stack.make("pattern-3", timeout=1200)
+    assert done.returncode == 0, done.output[-4000:]
+    result = parse_result(done.stdout)
+    assert result["status"] == "ok" and int(result["runs"]) == 4 and int(result["workers"]) == 2, result
+    # The flow runs were executed by the two containers' workers.
+    children = {"flow_runs": {"parent_flow_run_id": {"any_": [result["prefect_flow_run"]]}}, "limit": 50}
+    runs = compose_stack.prefect_post("flow_runs/filter", children)
+    workers = {r.get("labels", {}).get("prefect.worker.name", "") for r in runs}
+    assert {w.split("-pid")[0] for w in workers if w} == {"p3-worker-1", "p3-worker-2"}, workers
+
+
+def test_pattern_4_cycle_deploys_and_runs_on_the_compose_worker(compose_stack: ComposeStack) -> None:
+    done = compose_stack.make("pattern-4", timeout=1200)
+    assert done.returncode == 0, done.output[-4000:]
+    result = parse_result(done.stdout)
+    assert result["status"] == "ok" and result["mode"] == "source" and result["rows"] == "40", result
+    run = compose_stack.prefect_get(f"flow_runs/{result['retrain_run']}")
+    assert run["state_type"] == "COMPLETED"
+    assert run["labels"].get("prefect.worker.name", "").startswith("p4-worker-pid"), run["labels"]
+
+
+# ---- data survives restarts and `down` --------------------------------------------
+def test_data_survives_restart_of_the_stateful_services(compose_stack: ComposeStack, p1_run: dict[str, str]) -> None:
+    flow_run = p1_run["prefect_flow_run"]
+    before = compose_stack.model_versions(P1_MODEL)
+    restarted = compose_stack.compose("restart", "postgres", "s3", "mlflow", "prefect-server", timeout=300)
+    assert restarted.returncode == 0, restarted.output
+    up = compose_stack.compose("up", "-d", "--wait", "--pull", "never", timeout=600)
+    assert up.returncode == 0, up.output[-4000:]
+    assert_healthy(compose_stack)
+    assert compose_stack.model_versions(P1_MODEL) == before
+    assert compose_stack.alias_version(P1_MODEL, "champion") == p1_run["version"]
+    assert compose_stack.prefect_get(f"flow_runs/{flow_run}")["state_type"] == "COMPLETED"
+    # The model's files come back from S3 through MLflow.
+    files = compose_stack.mlflow_get("artifacts/list", run_id=p1_run["mlflow_run"], path="plots")["files"]
+    png = httpx.get(
+        f"{compose_stack.mlflow}/get-artifact",
+        params={"path": files[0]["path"], "run_uuid": p1_run["mlflow_run"]},
+        timeout=30,
+    )
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_down_keeps_named_volumes(compose_stack: ComposeStack, p1_run: dict[str, str]) -> None:
+    volumes = compose_stack.volumes()
+    expected = {f"{PROJECT}_{v}" for v in ("postgres-data", "s3-data", "airflow-home")}
+    assert expected <= volumes, volumes
+    down = compose_stack.make("down", timeout=300)
+    assert down.returncode == 0, down.output
+    assert compose_stack.services() == {}
+    assert compose_stack.volumes() == volumes
+    up = compose_stack.make("up", timeout=900)
+    assert up.returncode == 0, up.output[-4000:]
+    assert_healthy(compose_stack)
+    assert compose_stack.alias_version(P1_MODEL, "champion") == p1_run["version"]
+
+
+def airflow_token(stack: ComposeStack, base: str) -> str:
+    secrets = dict(
+        line.split("=", 1)
+        for line in (stack.state_dir / "secrets.env").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    response = httpx.post(
+        f"{base}/auth/token",
+        json={"username": "admin", "password": secrets["AIRFLOW_ADMIN_PASSWORD"]},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["access_token"]

