@@ -130,7 +130,9 @@ pattern-1: _uv ## Prefect orchestrating MLflow (tracking, registry, serving), DV
 
 pattern-2: _uv ## Airflow triggering Kubeflow Pipelines: ETL in Airflow, training in KFP (kfp.local)
 	@$(call stack_up,p2)
-	@$(if $(filter compose,$(STACK)),true,$(UV) sync --locked --quiet --project $(P2)/pipeline)
+ifneq ($(STACK),compose)
+	@$(UV) sync --locked --quiet --project $(P2)/pipeline  # kfp.local runs the pipeline on this machine
+endif
 	@cd $(P2) && $(UV) run --locked python run.py $(ARGS)
 
 pattern-2-compile: _uv ## Compile pattern 2's KFP pipeline to IR YAML (pipeline/p2_pipeline.yaml)

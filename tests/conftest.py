@@ -185,13 +185,14 @@ class Stack:
             time.sleep(0.5 * 2**attempt)
         return response
 
-    def s3(self):
+    def s3(self, access_key: str | None = None, secret_key: str | None = None):
+        """A client with the stack's key, or with another one (to see it refused)."""
         return boto3.client(
             "s3",
             endpoint_url=self.env["S3_ENDPOINT_URL"],
             region_name="us-east-1",
-            aws_access_key_id=self.env["S3_ACCESS_KEY_ID"],
-            aws_secret_access_key=self.env["S3_SECRET_ACCESS_KEY"],
+            aws_access_key_id=access_key or self.env["S3_ACCESS_KEY_ID"],
+            aws_secret_access_key=secret_key or self.env["S3_SECRET_ACCESS_KEY"],
         )
 
 

@@ -18,7 +18,6 @@ import json
 import shutil
 from collections.abc import Iterator
 
-import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
@@ -130,15 +129,8 @@ def test_stack_comes_up_healthy(compose_stack: ComposeStack) -> None:
     # S3 with the bucket initialisation done, and a wrong key refused.
     buckets = {b["Name"] for b in compose_stack.s3().list_buckets()["Buckets"]}
     assert {"dvc", "mlflow", "p2-data", "metaflow", "p4-models"} <= buckets
-    wrong = boto3.client(
-        "s3",
-        endpoint_url=compose_stack.env["S3_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="not-the-key",
-        aws_secret_access_key="not-the-secret",
-    )
     with pytest.raises(ClientError):
-        wrong.list_buckets()
+        compose_stack.s3("not-the-key", "not-the-secret").list_buckets()
     # Prefect and MLflow keep their state in Postgres, not in a file in the container.
     for service, variable in (
         ("prefect-server", "PREFECT_API_DATABASE_CONNECTION_URL"),
