@@ -14,8 +14,8 @@
 #
 # Settings (environment): STACK_COMPOSE_AIRGAP=auto|true|false (auto: air-gapped
 # when Docker Hub does not answer), STACK_*_PORT (the published ports, shared
-# with the local tier), COMPOSE_PROJECT_NAME, COMPOSE_STATE_DIR (secrets,
-# wheelhouse, dockerd's log), BASE_IMAGE, DEBIAN_MIRROR, UV (for the wheelhouse).
+# with the local tier), COMPOSE_PROJECT_NAME, COMPOSE_STATE_DIR (secrets, build
+# and dockerd logs), COMPOSE_WHEELHOUSE_DIR, BASE_IMAGE, DEBIAN_MIRROR, UV.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -80,10 +80,11 @@ files() {
 
 compose() {
   local args
+  # Probed here, in this shell: files() runs in a subshell and reuses the answer.
+  if airgapped; then export BASE_IMAGE=${BASE_IMAGE:-$LOCAL_BASE}; fi
   mapfile -t args < <(files)
   args+=(--project-directory "$ROOT" --env-file "$STATE/secrets.env")
   if [ -f "$ROOT/.env" ]; then args+=(--env-file "$ROOT/.env"); fi
-  if airgapped; then export BASE_IMAGE=${BASE_IMAGE:-$LOCAL_BASE}; fi
   "$COMPOSE_BIN" "${args[@]}" "$@"
 }
 
