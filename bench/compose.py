@@ -86,10 +86,8 @@ def docker(*args: str) -> str:
 
 def remove_images() -> None:
     """The project's images and the local base: gone, with their build cache."""
-    images = [
-        i for i in docker("images", "--format", "{{.Repository}}:{{.Tag}}").split() if i.startswith(IMAGES_PREFIX)
-    ]
-    images += [BASE_IMAGE] if BASE_IMAGE in docker("images", "--format", "{{.Repository}}:{{.Tag}}").split() else []
+    present = docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    images = [i for i in present if i.startswith(IMAGES_PREFIX) or i == BASE_IMAGE]
     users = [
         line
         for line in docker("ps", "-a", "--format", "{{.Names}} {{.Image}}").splitlines()
