@@ -210,7 +210,7 @@ pattern-2-cluster: _uv ## Pattern 2 in cluster mode: the DAG submits from a pod 
 	  $(MAKE) --no-print-directory pattern-2
 
 ##@ Quality
-.PHONY: test test-compose test-all lint bench bench-compose
+.PHONY: test test-compose test-all lint bench bench-local bench-compose
 test-all: test test-compose ## Every test: `make test`, then `make test-compose` (what .ci/run runs)
 
 test: _uv ## Run the test suite on the local tier (starts its own stack on free ports)
@@ -242,9 +242,14 @@ lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema chec
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) zizmor --offline --no-progress .github/workflows
 
-bench: _uv ## Benchmarks on stacks of their own: local start, warm pattern-1/2/3/4, p3 overhead, compose up (medians)
+bench: _uv ## Benchmarks and the measured decision matrix (bench/results/decision-matrix.md + .png): local, then compose
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/compose.py
+	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/report.py
+
+bench-local: _uv ## The local tier's benchmarks and the tools side by side (no Docker), then the decision matrix
+	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
+	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/report.py
 
 bench-compose: _uv ## Benchmark the compose tier: `make up STACK=compose` to healthy, cached and from nothing
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/compose.py

@@ -46,6 +46,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -55,6 +56,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
+import matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -341,12 +345,28 @@ def _field(output: str, name: str) -> str:
     return match.group(1) if match else "unknown"
 
 
+def _result(output: str) -> dict[str, str]:
+    """The fields of the last `Result: k=v ...` line of a pattern's output."""
+    lines = [line for line in output.splitlines() if line.startswith("Result: ")]
+    if not lines:
+        raise BenchError("the command printed no `Result:` line", output)
+    return dict(f.split("=", 1) for f in lines[-1][len("Result: ") :].split() if "=" in f)
+
+
+def _split(measure: Measure, how, *args) -> None:
+    """Split one timed pattern run by the orchestrators' records (bench/matrix.py)."""
+    try:
+        measure.extra.setdefault("split", []).append(how(*args))
+    except (matrix.MatrixError, httpx.HTTPError, sqlite3.Error, KeyError, ValueError) as exc:
+        measure.notes.append(f"could not split a run into start-up/orchestration/work: {exc}")
+
+
 def _decision(output: str) -> str:
     return _field(output, "decision")
 
 
 # ---- the measures -------------------------------------------------------------
-def run(bench: Bench) -> list[Measure]:
+def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
     cold = Measure("stack_cold_start", "local stack cold start (`make up`, empty state)")
     warm = Measure("stack_warm_start", "local stack warm start (`make up`, stopped)", target_s=20.0)
     down = Measure("stack_down", "local stack stop (`make down`)")
@@ -374,18 +394,18 @@ def run(bench: Bench) -> list[Measure]:
         print(f"  {label}: {seconds:6.1f} s  (stack.py reports {inner} s; healthy after: {phases})", flush=True)
         down.samples.append(bench.down(state_dir))
 
-    print(f"1/6 cold stack start, {n} run(s), each on a new empty state folder", flush=True)
+    print(f"1/8 cold stack start, {n} run(s), each on a new empty state folder", flush=True)
     for i in range(n):
         previous, bench.state_dir = bench.state_dir, bench.tmp / f"state-{i}"
         if i and previous.exists():
             shutil.rmtree(previous, ignore_errors=True)  # keep only the latest: disk
         timed_up(cold, bench.state_dir, f"cold {i + 1}/{n}")
 
-    print(f"2/6 warm stack start, {n} run(s), on the initialised, stopped state folder", flush=True)
+    print(f"2/8 warm stack start, {n} run(s), on the initialised, stopped state folder", flush=True)
     for i in range(n):
         timed_up(warm, bench.state_dir, f"warm {i + 1}/{n}")
 
-    print(f"3/6 warm `make pattern-1`: stack up, one untimed warm-up, then {n} timed run(s)", flush=True)
+    print(f"3/8 warm `make pattern-1`: stack up, one untimed warm-up, then {n} timed run(s)", flush=True)
     wait_ports_free(bench.ports)
     bench.up(bench.state_dir)
     warmup_s, output = bench.make("pattern-1")
@@ -396,26 +416,29 @@ def run(bench: Bench) -> list[Measure]:
         seconds, output = bench.make("pattern-1")
         p1.samples.append(seconds)
         decisions.append(_decision(output))
+        _split(p1, matrix.split_p1, bench.env(bench.state_dir), _result(output), seconds)
         print(f"  run {i + 1}/{n}: {seconds:6.1f} s  decision={decisions[-1]}", flush=True)
-    print(f"4/6 warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each a new logical date", flush=True)
+    print(f"4/8 warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each a new logical date", flush=True)
     warmup2_s, output = bench.make("pattern-2", "ARGS=--date 2026-01-01")
     print(f"  warm-up (untimed): {warmup2_s:6.1f} s  reused={_field(output, 'reused')}", flush=True)
     for i in range(n):
         # A new logical date each time: the KFP pipeline really runs (no reuse).
         seconds, output = bench.make("pattern-2", f"ARGS=--date 2026-01-{i + 2:02d}")
         p2.samples.append(seconds)
+        _split(p2, matrix.split_p2, bench.env(bench.state_dir), _result(output), seconds)
         p2.extra.setdefault("reused", []).append(_field(output, "reused"))
         print(f"  run {i + 1}/{n}: {seconds:6.1f} s  reused={p2.extra['reused'][-1]}", flush=True)
     p2.extra["warmup_s"] = round(warmup2_s, 3)
     if p2.extra["reused"] != ["false"] * n:
         p2.notes.append(f"timed runs were not all new pipeline executions: reused={p2.extra['reused']}")
 
-    print(f"5/6 warm `make pattern-3`: one untimed warm-up (workers, deploy), then {n} timed run(s)", flush=True)
+    print(f"5/8 warm `make pattern-3`: one untimed warm-up (workers, deploy), then {n} timed run(s)", flush=True)
     warmup3_s, output = bench.make("pattern-3")
     print(f"  warm-up (untimed): {warmup3_s:6.1f} s  workers={_field(output, 'workers')}", flush=True)
     for i in range(n):
         seconds, output = bench.make("pattern-3")
         p3.samples.append(seconds)
+        _split(p3, matrix.split_p3, bench.env(bench.state_dir), _result(output), seconds)
         p3.extra.setdefault("workers", []).append(_field(output, "workers"))
         print(f"  run {i + 1}/{n}: {seconds:6.1f} s  workers={p3.extra['workers'][-1]}", flush=True)
     p3.extra["warmup_s"] = round(warmup3_s, 3)
@@ -427,11 +450,22 @@ def run(bench: Bench) -> list[Measure]:
     extra = statistics.median(p3_deployed.samples) - statistics.median(p3_direct.samples)
     p3_deployed.notes.append(f"median overhead of the deployment path: {extra:.1f} s per run")
     print(f"  direct {overhead['direct_s']}  deployed {overhead['deployment_s']}", flush=True)
+    print(
+        f"7/8 side by side: a {matrix.workload.N}-task chain and a {matrix.workload.N}-way fan-out as plain Python, "
+        f"Prefect, Airflow, KFP and Metaflow, {n} interleaved round(s)",
+        flush=True,
+    )
+    try:
+        compared["side_by_side"] = matrix.side_by_side(
+            bench.env(bench.state_dir), bench.tmp / "side-by-side", n, bench.timeout, log=_log
+        )
+    except matrix.MatrixError as exc:
+        raise BenchError(str(exc), exc.output) from None
     down.samples.append(bench.down(bench.state_dir))
 
     kinds = sorted(set(decisions))
     p1.title += f" (decision={','.join(kinds)})"
-    p1.extra = {"decisions": decisions, "warmup_decision": warmup, "warmup_s": round(warmup_s, 3)}
+    p1.extra.update({"decisions": decisions, "warmup_decision": warmup, "warmup_s": round(warmup_s, 3)})
     if kinds != ["reused"]:
         p1.notes.append(f"timed runs were not all on the idempotent path: {decisions}")
     for m in (cold, warm):
@@ -449,7 +483,7 @@ def p4_cycle(bench: Bench, p4: Measure) -> None:
     so every stage does its work: a new snapshot, a redeploy to a new version,
     a new retraining and batch-score run. Stage times come from the output."""
     n = bench.repeat
-    print(f"6/6 warm `make pattern-4`: one untimed warm-up, then {n} timed run(s), each a new release", flush=True)
+    print(f"6/8 warm `make pattern-4`: one untimed warm-up, then {n} timed run(s), each a new release", flush=True)
     warmup_s, _ = bench.make("pattern-4", f"P4_GIT_SHA={secrets.token_hex(20)}")
     print(f"  warm-up (untimed): {warmup_s:6.1f} s", flush=True)
     for i in range(n):
@@ -463,6 +497,7 @@ def p4_cycle(bench: Bench, p4: Measure) -> None:
         }
         for stage, took in stages.items():
             p4.extra.setdefault("stage_s", {}).setdefault(stage, []).append(took)
+        _split(p4, matrix.split_p4, bench.env(bench.state_dir), _result(output), seconds, stages)
         print(f"  run {i + 1}/{n}: {seconds:6.1f} s  stages={stages}", flush=True)
     p4.extra["warmup_s"] = round(warmup_s, 3)
     if p4.extra["new_run"] != ["true"] * n:
@@ -555,6 +590,18 @@ def render(summaries: list[dict[str, object]], info: dict[str, object], repeat: 
     return "\n".join(lines) + "\n"
 
 
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def _uv() -> str:
+    """uv: `uv run` exports its own path as UV; make's fallback in .tools/ otherwise."""
+    found = os.environ.get("UV") or shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
+    if not Path(found).exists():
+        raise BenchError(f"uv not found (UV={os.environ.get('UV')!r}): run the benchmark with `make bench`")
+    return found
+
+
 def _int_env(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip() or str(default)
     try:
@@ -586,7 +633,19 @@ def main() -> int:
     try:
         print("preparing environments (`make setup`, untimed)", flush=True)
         bench.make("setup")
-        measures = run(bench)
+        compared: dict[str, object] = {}
+        measures = run(bench, compared)
+        print(
+            f"8/8 a fresh environment per tool group: `uv sync --locked` into a new folder, {repeat} time(s) "
+            "with uv's cache, once with an empty cache",
+            flush=True,
+        )
+        try:
+            compared["environments"] = matrix.env_installs(
+                bench.env(bench.state_dir), _uv(), bench.tmp / "installs", repeat, bench.timeout, log=_log
+            )
+        except matrix.MatrixError as exc:
+            raise BenchError(str(exc), exc.output) from None
     except BenchError as exc:
         print(f"\nerror: {exc}\n--- last lines of its output ---\n{_tail(exc.output)}", file=sys.stderr)
         print(f"--- make logs ---\n{bench.logs(bench.state_dir)}", file=sys.stderr)
@@ -599,7 +658,14 @@ def main() -> int:
     print("\n" + report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    data = {"repeat": repeat, "timeout_s": timeout, "machine": info, "ports": bench.ports, "measures": summaries}
+    data = {
+        "repeat": repeat,
+        "timeout_s": timeout,
+        "machine": info,
+        "ports": bench.ports,
+        "measures": summaries,
+        **compared,
+    }
     (RESULTS / f"{stamp}.json").write_text(json.dumps(data, indent=2) + "\n")
     (RESULTS / "latest.md").write_text(report)
     print(f"written: {RESULTS / (stamp + '.json')} and {RESULTS / 'latest.md'}")

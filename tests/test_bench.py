@@ -1,0 +1,117 @@
+"""The measured decision matrix's machinery (bench/matrix.py, bench/runners/, bench/report.py):
+every runner does the work it reports, a pattern run splits into parts that add up,
+and the report renders. Correctness only: speed lives in `make bench`, never here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, Stack, parse_result
+
+sys.path.insert(0, str(REPO / "bench"))
+import matrix  # noqa: E402
+import report  # noqa: E402
+
+ROUNDS = 50  # a tiny workload: each task a few microseconds of SHA-256
+
+
+def test_union_counts_parallel_time_once() -> None:
+    assert matrix._union([]) == 0
+    assert matrix._union([(0, 2), (1, 3), (5, 6)]) == 4  # [0, 3] and [5, 6]
+    assert matrix._union([(0, 10), (2, 3)]) == 10  # nested
+    parts = matrix.split(20.0, [(100, 110)], [(101, 104), (103, 106)])
+    assert parts["work_s"] == 5 and parts["orchestration_s"] == 5 and parts["startup_exit_s"] == 10
+
+
+def test_the_workload_depends_on_every_task() -> None:
+    """A runner that skips a task, reorders the chain or drops a leaf gets another answer."""
+    w = matrix.workload
+    chain, fanout = w.expected("chain", ROUNDS), w.expected("fanout", ROUNDS)
+    assert chain != fanout
+    assert w.expected("chain", ROUNDS + 1) != chain
+    skipped = w.SEED
+    for i in range(1, w.N):  # one task short
+        skipped = w.step(skipped, i, ROUNDS)
+    assert skipped != chain
+    leaves = [w.step(w.SEED, i, ROUNDS) for i in range(1, w.N + 1)]
+    assert w.join(leaves) == fanout
+    assert w.join(list(reversed(leaves))) != fanout
+    assert w.task_count("chain") == w.N and w.task_count("fanout") == w.N + 1
+
+
+@pytest.fixture(scope="module")
+def side_by_side(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    env = stack.env | {"BENCH_ROUNDS": str(ROUNDS)}
+    return matrix.side_by_side(env, tmp_path_factory.mktemp("side-by-side"), repeat=1, timeout=600, log=print)
+
+
+@pytest.mark.stack
+def test_every_runner_returns_plain_pythons_answer(side_by_side: dict) -> None:
+    rows = {(r["runner"], r["shape"]): r for r in side_by_side["rows"]}
+    assert set(rows) == {(r.name, s) for r in matrix.RUNNERS for s in ("chain", "fanout")}
+    for (runner, shape), row in rows.items():
+        (sample,) = row["samples"]
+        assert sample["result"] == matrix.workload.expected(shape, ROUNDS), (runner, shape)
+        assert sample["rounds"] == ROUNDS and sample["tasks"] == matrix.workload.task_count(shape)
+        assert 0 <= sample["run_s"] < sample["wall_s"], (runner, shape, sample)
+    assert side_by_side["workload"]["rounds"] == ROUNDS
+    assert side_by_side["airflow_db_migrate_s"][0] > 0
+
+
+def test_a_wrong_answer_or_workload_is_refused(tmp_path: Path) -> None:
+    """The check the benchmark relies on: a runner that ran another workload, or
+    returned another answer, fails the run instead of being timed."""
+    runner = matrix.RUNNERS[0]  # plain Python: no stack needed
+    env = matrix.runner_env({"PATH": "/usr/bin:/bin", "S3_ENDPOINT_URL": ""}, runner, tmp_path)
+    ok = subprocess.run(
+        [str(runner.python), str(runner.script), "chain"],
+        env=env | {"BENCH_ROUNDS": str(ROUNDS)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert matrix.check_report(runner, "chain", ok, ROUNDS)["result"] == matrix.workload.expected("chain", ROUNDS)
+    with pytest.raises(matrix.MatrixError, match=f"ran {ROUNDS} rounds, not {ROUNDS + 1}"):
+        matrix.check_report(runner, "chain", ok, ROUNDS + 1)
+    wrong = json.loads(ok) | {"result": matrix.workload.expected("fanout", ROUNDS)}
+    with pytest.raises(matrix.MatrixError, match="did not do the work"):
+        matrix.check_report(runner, "chain", json.dumps(wrong), ROUNDS)
+    with pytest.raises(matrix.MatrixError, match="printed no JSON report"):
+        matrix.check_report(runner, "chain", "Traceback ...", ROUNDS)
+
+
+@pytest.mark.stack
+def test_a_pattern_run_splits_into_parts_that_add_up(stack: Stack) -> None:
+    started = time.perf_counter()
+    done = stack.make("pattern-1")
+    wall = time.perf_counter() - started
+    assert done.returncode == 0, done.output
+    parts = matrix.split_p1(stack.env, parse_result(done.stdout), wall)
+    total = parts["startup_exit_s"] + parts["orchestration_s"] + parts["work_s"]
+    assert total == pytest.approx(wall, abs=0.01)
+    assert parts["work_s"] > 0 and parts["orchestration_s"] > 0 and parts["startup_exit_s"] > 0, parts
+    assert parts["work_units"] == sorted(matrix.P1_WORK)
+
+
+@pytest.mark.stack
+def test_report_renders_markdown_and_png(side_by_side: dict, tmp_path: Path) -> None:
+    data = {
+        "repeat": 1,
+        "machine": {"date_utc": "now", "commit": "test", "nproc": 2, "cpu": "", "mem_total_gib": 1, "python": "3"},
+        "measures": [],
+        "side_by_side": side_by_side,
+    }
+    markdown = report.render(data, None, tmp_path / "result.json")
+    for runner in matrix.RUNNERS:
+        assert runner.title in markdown
+    plain = next(r for r in side_by_side["rows"] if r["runner"] == "prefect" and r["shape"] == "chain")
+    assert f"| {plain['run_s']:.2f} |" in markdown
+    target = tmp_path / "matrix.png"
+    report.plot(data, target)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and target.stat().st_size > 10_000
