@@ -194,7 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    result: dict = {"run_name": args.run_name, "mode": args.mode, "export_uri": args.export_uri}
+    result: dict = {
+        "run_name": args.run_name,
+        "mode": args.mode,
+        "export_uri": args.export_uri,
+        "dataset_uri": args.dataset_uri,  # lineage: the run record names the data it trained on
+    }
     try:
         params = parse_params(args.params_json)
         result["params"] = params
