@@ -154,7 +154,7 @@ class MLflow:
 
     def get(self, endpoint: str, **params) -> dict | None:
         response = self.call("GET", endpoint, params=params)
-        if response.status_code in (400, 404) and "DOES_NOT_EXIST" in response.text:
+        if response.status_code in (400, 404) and ("DOES_NOT_EXIST" in response.text or "not found" in response.text):
             return None
         response.raise_for_status()
         return response.json()
@@ -534,26 +534,51 @@ def p2_kfp_run(airflow: Airflow, kfp_run_id: str) -> Chain | None:
             break
     if record is None:
         return None
-    dag_id = env("P2_DAG_ID", default="p2_airflow_kfp")
+    # The record names the DAG run that submitted it (runs since lineage was recorded).
+    origin = record.get("origin") or {}
+    dag_id = origin.get("dag_id") or env("P2_DAG_ID", default="p2_airflow_kfp")
     submitted = airflow.runs_that_submitted(dag_id, kfp_run_id)
-    trained = [r for r, v in submitted if not v.get("reused")] or [r for r, _ in submitted]
-    if trained:
-        chain = p2_chain(airflow, dag_id, trained[0], airflow.dag_run(dag_id, trained[0]))
-        if len(submitted) > 1:
-            chain.notes.append(
-                f"{len(submitted) - 1} later DAG run(s) reused this KFP run: "
-                + ", ".join(r for r, _ in submitted if r != trained[0])
-            )
-        return chain
-    chain = Chain("p2")
-    why = f"no DAG run in {airflow.where} submitted it"
-    chain.links["git_commit"] = Link("git", unknown(why))
-    dataset = record.get("dataset_uri")
-    chain.links["data_version"] = Link("S3", unknown(why), dataset or "")
-    chain.links["orchestrator_run"] = Link("Airflow", unknown(why))
-    chain.links["tracker_run"] = Link("KFP", kfp_run_id, f"{record.get('export_uri')}/run.json")
-    chain.links["model_version"] = Link("S3", unknown(why), f"trained model: {record.get('export_uri')}/model.joblib")
+    later = [r for r, v in submitted if v.get("reused") and r != origin.get("dag_run_id")]
+    trained_by = origin.get("dag_run_id") or next((r for r, v in submitted if not v.get("reused")), None)
+    run = airflow.dag_run(dag_id, trained_by) if trained_by else None
+    if run is not None:
+        chain = p2_chain(airflow, dag_id, trained_by, run)
+    else:
+        chain = Chain("p2")
+        gone = (
+            f"no longer in {airflow.where}: run.py's in-process DAG.test replaces the earlier run of a logical date"
+            if trained_by
+            else ""
+        )
+        why = f"the run record names no DAG run and none in {airflow.where} trained it"
+        chain.links["git_commit"] = (
+            git_link(origin["git_commit"]) if origin.get("git_commit") else Link("git", unknown(why))
+        )
+        chain.links["data_version"] = Link(
+            "S3", origin.get("dataset_sha256") or unknown(why), f"{record.get('dataset_uri')} (sha256 of its bytes)"
+        )
+        chain.links["orchestrator_run"] = (
+            Link("Airflow", f"{dag_id}/{trained_by}", gone) if trained_by else Link("Airflow", unknown(why))
+        )
+        chain.links["tracker_run"] = Link("KFP", kfp_run_id, f"{record.get('export_uri')}/run.json, metrics.json")
+        chain.links["model_version"] = p2_published_model(record, kfp_run_id)
+    if later:
+        chain.notes.append(f"later DAG run(s) reused this KFP run: {', '.join(later)}")
     return chain
+
+
+def p2_published_model(record: dict, kfp_run_id: str) -> Link:
+    """The published copy of this KFP run's model, if its date's decision.json names this run."""
+    trained = f"trained model: {record.get('export_uri')}/model.joblib"
+    date = re.search(r"/ds=([0-9-]+)/", record.get("dataset_uri") or "")
+    if not date:
+        return Link("S3", unknown("the run record names no dataset date"), trained)
+    bucket = env("P2_BUCKET", default="p2-data")
+    prefix = f"published/ds={date.group(1)}"
+    decision = s3_json(s3_client("P2"), bucket, f"{prefix}/decision.json")
+    if decision and decision.get("kfp_run_id") == kfp_run_id:
+        return Link("S3", f"s3://{bucket}/{prefix}/model.joblib", f"s3://{bucket}/{prefix}/decision.json")
+    return Link("S3", f"none (s3://{bucket}/{prefix}/ does not hold this run's model)", trained)
 
 
 # ## Pattern 3: Prefect workers + Metaflow
@@ -653,7 +678,7 @@ def p4_chain(card: dict, bucket: str) -> Chain:
     chain.links["data_version"] = Link(
         "S3",
         card.get("data_sha256") or unknown("the card has no data_sha256"),
-        f"{card.get('data_file')} of release {card.get('release')} (sha256 of its bytes)",
+        f"{card.get('code_dir')}/{card.get('data_file')}: the release's snapshot (sha256 of its bytes)",
     )
     run_id = card.get("flow_run_id")
     chain.links["orchestrator_run"] = Link(
@@ -773,6 +798,11 @@ def resolve(given: str, kind: str) -> Chain:
         how = f"copy a flow run id from the Prefect UI ({prefect.ui}/runs) or a pattern's Result line"
     elif kind == "airflow-run":
         airflow = Airflow()
+        if not airflow.api and not airflow.db.exists():
+            raise LineageError(
+                f"no airflow-run {given!r}: pattern 2 has no Airflow database at {airflow.db}",
+                "set P2_STATE_DIR to the state folder pattern 2 ran with, or P2_AIRFLOW_API_URL for a running Airflow",
+            )
         chain = p2_dag_run(airflow, given) if "/" in given else None
         searched = airflow.where
         how = "pass DAG_ID/RUN_ID, e.g. the `dag_run=` field of pattern 2's Result line prefixed with p2_airflow_kfp/"
@@ -783,7 +813,11 @@ def resolve(given: str, kind: str) -> Chain:
         how = "copy the `kfp_run_id=` field of pattern 2's Result line"
     elif kind == "metaflow-run":
         chain = p3_metaflow_run(given)
-        searched = "Metaflow's metadata (P3_METAFLOW_METADATA_DIR) and datastore (P3_METAFLOW_S3_ROOT)"
+        searched = (
+            f"Metaflow's metadata in {env('P3_METAFLOW_METADATA_DIR', default=str(P3_DIR / '.state'))} "
+            f"and datastore {env('P3_METAFLOW_S3_ROOT', default='s3://metaflow/p3')} "
+            "(P3_METAFLOW_METADATA_DIR, P3_METAFLOW_S3_ROOT)"
+        )
         how = "copy a pathspec from pattern 3's fan-out table (`best=` in its Result line)"
     elif kind == "release":
         chain = p4_release(given)

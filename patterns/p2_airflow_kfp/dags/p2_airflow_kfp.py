@@ -109,6 +109,8 @@ def p2_airflow_kfp():
             "params_json": json.dumps({"n_estimators": params["n_estimators"], "max_depth": params["max_depth"]}),
             "rows": clean["rows"],
             **lineage,
+            # The KFP run record keeps this: a KFP run leads back to its DAG run, data and commit.
+            "origin_json": json.dumps({"dag_id": DAG_ID, "dag_run_id": context["run_id"], **lineage}),
         }
         print(f"Loaded {clean['rows']} rows to {dataset_uri}; KFP run name {name}")
         return request
