@@ -263,7 +263,9 @@ def p1_from_run(mlflow: MLflow, run: dict, flow_run_id: str | None = None) -> Ch
     chain.links["git_commit"] = git_link(tags.get("git_commit") or tags.get("mlflow.source.git.commit"))
     md5 = tags.get("dvc_data_md5")
     if md5:
-        remote = "s3://dvc/p1_prefect_mlflow"  # the pattern's .dvc/config
+        config = REPO / "patterns" / "p1_prefect_mlflow" / ".dvc" / "config"
+        found = re.search(r"^\s*url\s*=\s*(\S+)", config.read_text(), re.MULTILINE) if config.exists() else None
+        remote = found.group(1).rstrip("/") if found else "the DVC remote"  # the pattern's .dvc/config
         where = f"{tags.get('dvc_data_path', 'the data')}.dvc in git; bytes at {remote}/files/md5/{md5[:2]}/{md5[2:]}"
         chain.links["data_version"] = Link("DVC", md5, where)
     else:
@@ -794,8 +796,11 @@ def resolve(given: str, kind: str) -> Chain:
                 f"flow run {given} is of flow {name!r}, which no pattern records lineage for",
                 "pass a flow run of p1-train-register-serve, p3-fan-out, p3-train-one or p4-retrain",
             )
-        chain, searched = None, f"the Prefect API at {prefect.api}"
-        how = f"copy a flow run id from the Prefect UI ({prefect.ui}/runs) or a pattern's Result line"
+        # A KFP cluster's run ids are UUIDs too: its run records answer next.
+        chain = p2_kfp_run(Airflow(), given)
+        records = f"s3://{env('P2_BUCKET', default='p2-data')}/runs/"
+        searched = f"the Prefect API at {prefect.api} and the KFP run records in {records}"
+        how = f"copy a flow run id from the Prefect UI ({prefect.ui}/runs) or a pattern's Result line, or a KFP run id"
     elif kind == "airflow-run":
         airflow = Airflow()
         if not airflow.api and not airflow.db.exists():
