@@ -209,6 +209,18 @@ pattern-2-cluster: _uv ## Pattern 2 in cluster mode: the DAG submits from a pod 
 	  P2_KFP_HOST=http://ml-pipeline.kubeflow:8888 P2_KFP_IMAGE=$(P2_KFP_IMAGE) \
 	  $(MAKE) --no-print-directory pattern-2
 
+##@ Lineage
+.PHONY: lineage
+lineage: _uv ## Print git commit -> data -> orchestrator run -> tracker run -> model version of ID (ID_KIND= if ambiguous)
+ifeq ($(strip $(ID)),)
+	@echo "usage: make lineage ID=<id>: a model version (models:/p1-breast-cancer@champion, NAME/VERSION), an MLflow run id," >&2
+	@echo "  a Prefect flow run id, an Airflow DAG run (p2_airflow_kfp/RUN_ID), a KFP run id (local-...)," >&2
+	@echo "  a Metaflow run (P3TrainFlow/123) or a pattern-4 release (its commit SHA); each pattern's Result line has them" >&2
+	@exit 2
+endif
+	@$(UV) sync --locked --quiet --project $(ROOT)
+	@UV=$(UV) $(UV) run --locked --quiet --project $(ROOT) python $(ROOT)/infra/lineage/lineage.py '$(ID)' $(if $(ID_KIND),--kind $(ID_KIND))
+
 ##@ Quality
 .PHONY: test test-compose test-all lint bench bench-local bench-compose
 test-all: test test-compose ## Every test: `make test`, then `make test-compose` (what .ci/run runs)

@@ -407,7 +407,7 @@ def git_commit() -> str:
             ["git", "status", "--porcelain", "--", "."], cwd=PATTERN_DIR, capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return "none (not a git checkout)"
     return f"{sha}-dirty" if dirty else sha
 
 

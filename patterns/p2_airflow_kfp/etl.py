@@ -17,13 +17,15 @@ can too. boto3 is imported inside the functions, so parsing the DAG stays fast.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
+import subprocess
 from pathlib import Path
 
 from errors import P2Error
-from settings import P2Settings
+from settings import PATTERN_DIR, P2Settings
 
 TARGET = "target"
 MIN_COLUMNS = 3  # a target and at least two features
@@ -139,15 +141,46 @@ def dataset_key(ds: str) -> str:
     return f"datasets/wine/ds={ds}/wine.csv"
 
 
-def load(settings: P2Settings, text: str, ds: str) -> str:
+def load(settings: P2Settings, text: str, ds: str, lineage: dict[str, str] | None = None) -> str:
+    """Put the dataset; `lineage` (data sha256, git commit, DAG run) goes along
+    as the object's metadata, so the object itself says what made it."""
     key = dataset_key(ds)
     client = s3_client(settings)
+    metadata = {k.replace("_", "-"): v for k, v in (lineage or {}).items()}
     _s3_call(
         settings,
         f"write s3://{settings.bucket}/{key}",
-        lambda: client.put_object(Bucket=settings.bucket, Key=key, Body=text.encode(), ContentType="text/csv"),
+        lambda: client.put_object(
+            Bucket=settings.bucket, Key=key, Body=text.encode(), ContentType="text/csv", Metadata=metadata
+        ),
     )
     return f"s3://{settings.bucket}/{key}"
+
+
+# ## Lineage: the data version and the code version of a run
+def data_sha256(text: str) -> str:
+    """The data version: the sha256 of the dataset's bytes as loaded to S3."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def git_commit() -> str:
+    """The commit of the code that runs (`-dirty` when this folder has
+    uncommitted changes), or 'none (not a git checkout)'."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PATTERN_DIR, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            cwd=PATTERN_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "none (not a git checkout)"
+    return f"{sha}-dirty" if dirty else sha
 
 
 def _split(uri: str) -> tuple[str, str]:

@@ -52,6 +52,7 @@ def submit_arguments(request: dict, settings: P2Settings) -> list[str]:
         "--dataset-uri", request["dataset_uri"],
         "--export-uri", request["export_uri"],
         "--params-json", request["params_json"],
+        "--origin-json", request.get("origin_json") or "{}",
         "--timeout", str(settings.pipeline_timeout),
     ]  # fmt: skip
 
@@ -142,7 +143,7 @@ def submit_pod(settings: P2Settings, task_id: str, upstream: str):
     # Rendered by Airflow when the task runs: the load task's XCom fields.
     request = {
         field: f"{{{{ ti.xcom_pull(task_ids='{upstream}')['{field}'] }}}}"
-        for field in ("run_name", "dataset_uri", "export_uri", "params_json")
+        for field in ("run_name", "dataset_uri", "export_uri", "params_json", "origin_json")
     }
     arguments = ["--mode", "cluster", "--host", settings.kfp_host, "--experiment", settings.kfp_experiment]
     arguments += ["--result-file", POD_XCOM, *submit_arguments(request, settings)]

@@ -58,6 +58,7 @@ CHILD_FLOW = "p3-train-one"
 PARENT_FLOW = "p3-fan-out"
 DEFAULT_GRID = "50x8,100x8,50x16,100x0"
 LINK_TAG = "prefect_flow_run_id"  # the Metaflow tag that points back at Prefect
+GIT_TAG = "git_commit"  # the Metaflow tag naming the commit of the code that ran
 
 
 # ## The grid
@@ -248,7 +249,8 @@ def train_one(
         # work is done. Heartbeats stop, the automation marks the run CRASHED
         # and the fan-out resubmits it to a live worker.
         _die_with_parent()
-    tags = [f"{LINK_TAG}:{flow_run_id}"] + ([f"prefect_worker:{worker}"] if worker else [])
+    commit = git_commit()
+    tags = [f"{LINK_TAG}:{flow_run_id}", f"{GIT_TAG}:{commit}"] + ([f"prefect_worker:{worker}"] if worker else [])
     params = dict(n_estimators=n_estimators, max_depth=max_depth, folds=folds, seed=seed)
     logger.info("worker %s starts Metaflow %s with %s", worker or "(none: run in-process)", METAFLOW_FLOW, params)
     status, stdout, stderr, run_id = run_metaflow(
@@ -278,6 +280,7 @@ def train_one(
             f"| field | value |\n|---|---|\n| cv_accuracy | {data.cv_accuracy:.4f} |\n"
             f"| n_estimators | {n_estimators} |\n| max_depth | {max_depth} |\n| folds | {folds} |\n"
             f"| data | `{data_url}` |\n| data sha256 | `{data.data_sha256}` |\n| worker | {worker or '-'} |\n"
+            f"| git commit | `{commit}` |\n"
         ),
         description=f"Metaflow run {run.pathspec}",
     )
@@ -387,6 +390,28 @@ def _die_with_parent() -> None:
     beforehand: no import, no lock."""
     if _PRCTL is not None:
         _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def git_commit() -> str:
+    """The commit of the code this run executes (`-dirty` when this folder has
+    uncommitted changes), or 'none (not a git checkout)'."""
+    import subprocess
+
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PATTERN_DIR, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "."],
+            cwd=PATTERN_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "none (not a git checkout)"
+    return f"{sha}-dirty" if dirty else sha
 
 
 def worker_of(flow_run_id: str) -> str:

@@ -50,6 +50,7 @@ class _TaskInstance:
             "dataset_uri": "s3://p2-data/datasets/wine/ds=2026-03-01/wine.csv",
             "export_uri": "s3://p2-data/runs/p2-airflow-kfp-20260301t000000",
             "params_json": '{"n_estimators": 200, "max_depth": 6}',
+            "origin_json": '{"dag_id": "p2_airflow_kfp", "dag_run_id": "manual__2026-03-01T00:00:00+00:00"}',
         }
 
 

@@ -80,6 +80,7 @@ def test_cluster_mode_renders_the_submit_pod_without_a_cluster(tmp_path: Path) -
     assert flags["--dataset-uri"] == "s3://p2-data/datasets/wine/ds=2026-03-01/wine.csv"
     assert flags["--result-file"] == "/airflow/xcom/return.json"
     assert json.loads(flags["--params-json"]) == {"n_estimators": 200, "max_depth": 6}
+    assert json.loads(flags["--origin-json"])["dag_run_id"] == "manual__2026-03-01T00:00:00+00:00"  # lineage
     # S3 as pods reach it (not the host's 127.0.0.1 endpoint), passed on to the components.
     assert pod["env"]["AWS_ENDPOINT_URL_S3"] == "http://minio-service.kubeflow:9000"
     assert pod["env"]["P2_CLUSTER_S3_ENDPOINT_URL"] == "http://minio-service.kubeflow:9000"

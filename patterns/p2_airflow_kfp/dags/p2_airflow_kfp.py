@@ -97,7 +97,9 @@ def p2_airflow_kfp():
         """Load the dataset under a key derived from the logical date, and
         name the KFP run after the DAG and that date."""
         context = get_current_context()
-        dataset_uri = etl.load(SETTINGS, clean["csv"], context["ds"])
+        # Lineage: the data version and the code version, in this XCom and on the object.
+        lineage = {"dataset_sha256": etl.data_sha256(clean["csv"]), "git_commit": etl.git_commit()}
+        dataset_uri = etl.load(SETTINGS, clean["csv"], context["ds"], lineage | {"dag_run_id": context["run_id"]})
         name = trigger.run_name(DAG_ID, context["logical_date"])
         params = context["params"]
         request = {
@@ -106,6 +108,9 @@ def p2_airflow_kfp():
             "export_uri": trigger.export_uri(SETTINGS, name),
             "params_json": json.dumps({"n_estimators": params["n_estimators"], "max_depth": params["max_depth"]}),
             "rows": clean["rows"],
+            **lineage,
+            # The KFP run record keeps this: a KFP run leads back to its DAG run, data and commit.
+            "origin_json": json.dumps({"dag_id": DAG_ID, "dag_run_id": context["run_id"], **lineage}),
         }
         print(f"Loaded {clean['rows']} rows to {dataset_uri}; KFP run name {name}")
         return request
@@ -134,7 +139,7 @@ def p2_airflow_kfp():
 
     @task
     @fail_fast
-    def publish_model(result: dict, metrics: dict) -> dict:
+    def publish_model(request: dict, result: dict, metrics: dict) -> dict:
         context = get_current_context()
         decision = {
             "decision": "published",
@@ -143,6 +148,9 @@ def p2_airflow_kfp():
             "metrics": metrics,
             "min_accuracy": context["params"]["min_accuracy"],
             "dag_run_id": context["run_id"],
+            "dataset_uri": request["dataset_uri"],
+            "dataset_sha256": request["dataset_sha256"],
+            "git_commit": request["git_commit"],
         }
         uri = etl.publish(SETTINGS, result["export_uri"], context["ds"], decision)
         print(f"Published the model of {result['run_name']} to {uri}/")
@@ -164,7 +172,7 @@ def p2_airflow_kfp():
     else:
         result = submit_local(request)
     metrics = collect_metrics(result)
-    check_threshold(metrics) >> [publish_model(result, metrics), reject_model(metrics)]
+    check_threshold(metrics) >> [publish_model(request, result, metrics), reject_model(metrics)]
 
 
 DAG = p2_airflow_kfp()

@@ -185,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset-uri", required=True)
     parser.add_argument("--export-uri", required=True)
     parser.add_argument("--params-json", default="{}", help='pipeline parameters, e.g. {"n_estimators": 50}')
+    parser.add_argument(
+        "--origin-json",
+        default="{}",
+        help="what submitted the run (DAG run, data sha256, git commit): kept in run.json",
+    )
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--pipeline-root", default=str(Path.cwd() / "local_outputs"), help="local mode")
     parser.add_argument("--host", default="", help="cluster mode: the KFP API URL")
@@ -194,10 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    result: dict = {"run_name": args.run_name, "mode": args.mode, "export_uri": args.export_uri}
+    result: dict = {
+        "run_name": args.run_name,
+        "mode": args.mode,
+        "export_uri": args.export_uri,
+        "dataset_uri": args.dataset_uri,  # lineage: the run record names the data it trained on
+    }
     try:
         params = parse_params(args.params_json)
         result["params"] = params
+        result["origin"] = json.loads(args.origin_json or "{}")
         record = read_record(args.export_uri)
         if record is not None:
             check_same_params(record, params, args.export_uri)
