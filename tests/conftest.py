@@ -257,20 +257,30 @@ def stack_env(state_dir: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    state_dir = tmp_path_factory.mktemp("stack")
-    s = Stack(env=stack_env(state_dir), state_dir=state_dir)
+def start_stack(env: dict[str, str], state_dir: Path) -> Stack:
+    """`make up` of a stack of its own (env from stack_env); the test fails with its logs if it does not start."""
+    s = Stack(env=env, state_dir=state_dir)
     started = s.make("up", timeout=600)
     if started.returncode != 0:
         logs = s.make("logs", env={"LINES": "80"}).output
         s.make("down")
         pytest.fail(f"`make up` failed ({started.returncode}):\n{started.output}\n{logs}")
+    return s
+
+
+def stop_stack(s: Stack) -> None:
+    stopped = s.make("down", timeout=120)
+    assert stopped.returncode == 0, stopped.output
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    state_dir = tmp_path_factory.mktemp("stack")
+    s = start_stack(stack_env(state_dir), state_dir)
     yield s
     if request.session.testsfailed:
         # Through the terminal reporter: a plain print in a teardown is captured and lost.
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
         logs = s.make("logs", env={"LINES": "60"}).output
         reporter.write_line("\n---- local stack logs (a test failed) ----\n" + logs)
-    stopped = s.make("down", timeout=120)
-    assert stopped.returncode == 0, stopped.output
+    stop_stack(s)

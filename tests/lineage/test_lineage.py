@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PATTERNS, REPO, Stack, in_env, parse_result, stack_env
+from conftest import PATTERNS, REPO, Stack, in_env, parse_result, stack_env, start_stack, stop_stack
 
 pytestmark = pytest.mark.stack
 
@@ -48,15 +48,9 @@ def lstack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
         "P2_STATE_DIR": str(state_dir / "p2"),
         "P3_METAFLOW_METADATA_DIR": str(state_dir / "metaflow"),
     }
-    s = Stack(env=env, state_dir=state_dir)
-    started = s.make("up", timeout=600)
-    if started.returncode != 0:
-        logs = s.make("logs", env={"LINES": "80"}).output
-        s.make("down")
-        pytest.fail(f"`make up` failed ({started.returncode}):\n{started.output}\n{logs}")
+    s = start_stack(env, state_dir)
     yield s
-    stopped = s.make("down", timeout=120)
-    assert stopped.returncode == 0, stopped.output
+    stop_stack(s)
 
 
 def lineage(stack: Stack, given: str, *args: str, env: dict[str, str] | None = None):
