@@ -206,6 +206,11 @@ def services(s: StackSettings) -> list[Service]:
             "PREFECT_HOME": str(s.state_dir / "prefect"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_API_URL": s.prefect_api_url,
+            # Concurrency-slot leases on disk (PREFECT_HOME/concurrency_leases),
+            # not in memory: a server restart otherwise forgets every lease while
+            # the limits' active slots stay taken, so a slot held across a restart
+            # is never released and the next run waits on it forever.
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
         },
         health_url=f"{s.prefect_api_url}/health",
         ports={"STACK_PREFECT_PORT": s.prefect_port},
