@@ -223,7 +223,7 @@ endif
 
 ##@ Quality
 .PHONY: test test-compose test-all lint bench bench-local bench-compose
-test-all: test test-compose ## Every test: `make test`, then `make test-compose` (what .ci/run runs)
+test-all: test _test-reliability-only test-compose ## Every test: `make test`, the restart/double-trigger tests, `make test-compose` (.ci/run)
 
 test: _uv ## Run the test suite on the local tier (starts its own stack on free ports)
 	$(UV) sync --locked --project $(ROOT)
@@ -246,6 +246,16 @@ test-compose: _uv ## Run the compose tier for real: its own project on free port
 	@rc=0; $(UV) run --locked --project $(ROOT) pytest -m compose $(ROOT)/tests/compose $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
+
+# The reliability battery (tests/reliability, marker `reliability`) plus the
+# failure tests tagged `failure_mode`, which plain `make test` runs too; test-all
+# adds only the `reliability` ones, so nothing runs twice there.
+.PHONY: test-reliability _test-reliability-only
+test-reliability: _uv ## Restart services mid-run, trigger runs twice at once, every bad input (local tier)
+	@$(MAKE) --no-print-directory test PYTEST_ARGS="-m 'reliability or failure_mode' $(PYTEST_ARGS)"
+
+_test-reliability-only: _uv
+	@$(MAKE) --no-print-directory test PYTEST_ARGS="-m reliability $(PYTEST_ARGS)"
 
 lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema check and zizmor
 	$(UV) run --locked --project $(ROOT) ruff check $(ROOT)

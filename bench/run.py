@@ -433,15 +433,21 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
         p2.notes.append(f"timed runs were not all new pipeline executions: reused={p2.extra['reused']}")
 
     print(f"5/8 warm `make pattern-3`: one untimed warm-up (workers, deploy), then {n} timed run(s)", flush=True)
-    warmup3_s, output = bench.make("pattern-3")
+    # A fan-out of the same grid and data reuses the finished runs (one logical
+    # run): each timed run gets a run key of its own, so each trains anew.
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    warmup3_s, output = bench.make("pattern-3", f"ARGS=--run-key bench-{stamp}-warmup")
     print(f"  warm-up (untimed): {warmup3_s:6.1f} s  workers={_field(output, 'workers')}", flush=True)
     for i in range(n):
-        seconds, output = bench.make("pattern-3")
+        seconds, output = bench.make("pattern-3", f"ARGS=--run-key bench-{stamp}-{i}")
         p3.samples.append(seconds)
         _split(p3, matrix.split_p3, bench.env(bench.state_dir), _result(output), seconds)
         p3.extra.setdefault("workers", []).append(_field(output, "workers"))
+        p3.extra.setdefault("reused", []).append(_field(output, "reused"))
         print(f"  run {i + 1}/{n}: {seconds:6.1f} s  workers={p3.extra['workers'][-1]}", flush=True)
     p3.extra["warmup_s"] = round(warmup3_s, 3)
+    if p3.extra["reused"] != ["0"] * n:
+        p3.notes.append(f"timed runs reused earlier trainings: reused={p3.extra['reused']}")
     p4_cycle(bench, p4)
     print(f"  deployment overhead: {n} direct and {n} deployed Metaflow run(s), alternately", flush=True)
     _, output = bench.make("_p3-overhead", f"BENCH_REPEAT={n}")

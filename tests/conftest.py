@@ -127,6 +127,13 @@ class Stack:
             REPO / "infra" / "local", "python", str(REPO / "infra" / "local" / "stack.py"), *args, env=env
         )
 
+    def restart(self, service: str) -> int:
+        """`stack.py restart SERVICE`: stop it, start it, wait until it answers
+        health again (the reliability battery); returns the new pid."""
+        done = self.stack_py("restart", service)
+        assert done.returncode == 0, done.output
+        return int(done.stdout.split("pid")[-1])
+
     # MLflow REST API -----------------------------------------------------------
     def mlflow_get(self, endpoint: str, **params) -> dict:
         response = httpx.get(f"{self.mlflow}/api/2.0/mlflow/{endpoint}", params=params, timeout=30)

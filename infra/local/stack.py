@@ -12,6 +12,8 @@ native process on 127.0.0.1 under supervisord.
                              by each NAME; idempotent
     python stack.py remove NAME   stop it and forget it
     python stack.py pid NAME      print its pid (for fault-injection tests)
+    python stack.py restart NAME  stop a service (s3, prefect, mlflow) or an added
+                                  program, start it again, wait until healthy
 
 Who owns what: supervisord owns the processes (restart on crash, stop with a
 timeout and then SIGKILL, since `weed server` ignores SIGTERM for 20+ s); this
@@ -204,6 +206,11 @@ def services(s: StackSettings) -> list[Service]:
             "PREFECT_HOME": str(s.state_dir / "prefect"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_API_URL": s.prefect_api_url,
+            # Concurrency-slot leases on disk (PREFECT_HOME/concurrency_leases),
+            # not in memory: a server restart otherwise forgets every lease while
+            # the limits' active slots stay taken, so a slot held across a restart
+            # is never released and the next run waits on it forever.
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect.server.concurrency.lease_storage.filesystem",
         },
         health_url=f"{s.prefect_api_url}/health",
         ports={"STACK_PREFECT_PORT": s.prefect_port},
@@ -565,6 +572,35 @@ def pid(s: StackSettings, name: str) -> int:
     return info["pid"]
 
 
+def restart(s: StackSettings, name: str, timeout: float | None = None) -> int:
+    """Stop one program (SIGTERM, SIGKILL after stop_timeout, as supervisord
+    does), start it again and wait until it answers its health URL (a core
+    service) or runs (an added program); for the reliability tests, which
+    restart a service while a pattern runs. Returns the new pid."""
+    rpc = _running_rpc(s)
+    try:
+        rpc.getProcessInfo(name)
+    except xmlrpc.client.Fault as exc:
+        raise StackError(f"no program named {name!r} in this stack (`stack.py status` lists them)") from exc
+    with contextlib.suppress(xmlrpc.client.Fault):  # already stopped: just start it
+        rpc.stopProcess(name, True)
+    try:
+        rpc.startProcess(name, True)
+    except xmlrpc.client.Fault as exc:
+        log = s.log_dir / f"{name}.log"
+        raise StackError(f"{name} did not start again ({exc.faultString}). Last lines of {log}:\n{_tail(log)}") from exc
+    health = {svc.name: svc.health_url for svc in services(s)}.get(name)
+    deadline = time.monotonic() + (timeout or s.start_timeout)
+    while health and not _healthy(health):
+        if time.monotonic() > deadline:
+            log = s.log_dir / f"{name}.log"
+            raise StackError(f"{name} restarted but is not healthy at {health}. Last lines of {log}:\n{_tail(log)}")
+        time.sleep(0.25)
+    if name == "s3":
+        ensure_buckets(s, time.monotonic() + 60)
+    return pid(s, name)
+
+
 def _extra_programs(s: StackSettings) -> list[dict]:
     if _supervisord_pid(s) is None:
         return []
@@ -630,6 +666,8 @@ def main(argv: list[str] | None = None) -> int:
     p_remove.add_argument("name")
     p_pid = sub.add_parser("pid")
     p_pid.add_argument("name")
+    p_restart = sub.add_parser("restart")
+    p_restart.add_argument("name", help="s3, prefect, mlflow or an added program")
     argv = list(sys.argv[1:] if argv is None else argv)
     program = argv[argv.index("--") + 1 :] if "--" in argv else []  # `add ... -- COMMAND...`
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
@@ -661,6 +699,10 @@ def main(argv: list[str] | None = None) -> int:
             remove(settings, args.name)
         elif args.command == "pid":
             print(pid(settings, args.name))
+        elif args.command == "restart":
+            t0 = time.monotonic()
+            new_pid = restart(settings, args.name)
+            print(f"  {args.name:<15} restarted, healthy in {time.monotonic() - t0:.1f} s, pid {new_pid}")
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

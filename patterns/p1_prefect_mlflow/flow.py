@@ -20,6 +20,7 @@ The run ends with a summary and one stable line for scripts and tests:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import socket
@@ -417,6 +418,33 @@ def training_key(data_md5: str, params: TrainParams) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def training_slot(key: str, timeout: float):
+    """One training per key at a time, across processes and machines: a
+    Prefect global concurrency limit of one slot named after the key. A
+    second trigger of the same training waits here, then finds the first
+    one's FINISHED run and reuses it instead of training a duplicate. The
+    slot is a lease: a holder that dies frees it when the lease expires."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+
+    name = f"p1-train-{key}"
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):  # two at once
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    try:
+        # A failed lease renewal (the server away for longer than the renewal's
+        # retries) logs a warning instead of cancelling the training half-way:
+        # the MLflow run's own state, not the lease, decides what is reused.
+        with concurrency(name, occupy=1, timeout_seconds=timeout, strict=True, raise_on_lease_renewal_failure=False):
+            yield
+    except TimeoutError as exc:
+        raise P1Error(
+            f"another run has held the training slot {name!r} for over {timeout:.0f} s",
+            "wait for that run to finish (Prefect UI, Concurrency), or raise P1_SLOT_TIMEOUT",
+        ) from exc
+
+
 def find_finished_run(experiment_id: str, key: str):
     runs = MlflowClient().search_runs(
         [experiment_id],
@@ -452,6 +480,30 @@ def training_flow(
     key = training_key(version.md5, params)
     experiment = mlflow.set_experiment(settings.experiment_name)
 
+    with training_slot(key, settings.slot_timeout):
+        outcome, x_test = _train_or_reuse(settings, params, version, outcome, lineage, key, experiment)
+
+    try:
+        outcome.champion_version = MlflowClient().get_model_version_by_alias(settings.model_name, "champion").version
+    except MlflowException as exc:
+        raise P1Error(
+            f"registered model {settings.model_name!r} has no 'champion' alias to deploy",
+            "set it in the MLflow UI (model > version > aliases), or retrain with other parameters or data",
+        ) from exc
+    predictions = serve_and_score(settings, x_test)
+    outcome.predictions = len(predictions)
+    outcome.prediction_counts = {str(c): predictions.count(c) for c in sorted(set(predictions))}
+    base = settings.mlflow_tracking_uri.rstrip("/")
+    outcome.mlflow_run_url = f"{base}/#/experiments/{experiment.experiment_id}/runs/{outcome.mlflow_run_id}"
+    outcome.model_url = f"{base}/#/models/{settings.model_name}/versions/{outcome.champion_version}"
+    prefect_ui = settings.prefect_api_url.rstrip("/").removesuffix("/api")
+    outcome.prefect_flow_run_url = f"{prefect_ui}/runs/flow-run/{outcome.prefect_flow_run_id}"
+    publish_summary(settings, outcome)
+    return asdict(outcome)
+
+
+def _train_or_reuse(settings, params, version, outcome, lineage, key, experiment):
+    """Reuse the FINISHED run of this key, or train (inside the training slot)."""
     previous = find_finished_run(experiment.experiment_id, key)
     if previous is not None:
         # Idempotency: MLflow already holds this exact training; reuse it.
@@ -491,24 +543,7 @@ def training_flow(
                 mlflow.set_tag("p1.error", str(exc)[:5000])
                 raise
         print(f"Decision: {outcome.decision}: {outcome.reason}")
-
-    try:
-        outcome.champion_version = MlflowClient().get_model_version_by_alias(settings.model_name, "champion").version
-    except MlflowException as exc:
-        raise P1Error(
-            f"registered model {settings.model_name!r} has no 'champion' alias to deploy",
-            "set it in the MLflow UI (model > version > aliases), or retrain with other parameters or data",
-        ) from exc
-    predictions = serve_and_score(settings, x_test)
-    outcome.predictions = len(predictions)
-    outcome.prediction_counts = {str(c): predictions.count(c) for c in sorted(set(predictions))}
-    base = settings.mlflow_tracking_uri.rstrip("/")
-    outcome.mlflow_run_url = f"{base}/#/experiments/{experiment.experiment_id}/runs/{outcome.mlflow_run_id}"
-    outcome.model_url = f"{base}/#/models/{settings.model_name}/versions/{outcome.champion_version}"
-    prefect_ui = settings.prefect_api_url.rstrip("/").removesuffix("/api")
-    outcome.prefect_flow_run_url = f"{prefect_ui}/runs/flow-run/{outcome.prefect_flow_run_id}"
-    publish_summary(settings, outcome)
-    return asdict(outcome)
+    return outcome, x_test
 
 
 @task
@@ -585,6 +620,17 @@ def main(argv: list[str] | None = None) -> int:
         outcome = training_flow(**parameters)
     except P1Error as exc:
         print(exc.render(), file=sys.stderr)
+        print("Result: pattern=p1 status=failed", file=sys.stderr)
+        return 1
+    except MlflowException as exc:
+        # The tracking server went away mid-run for longer than the client's
+        # retries (MLFLOW_HTTP_REQUEST_MAX_RETRIES) cover: nothing was registered
+        # unless the registry said so, and a rerun trains again (no FINISHED run).
+        error = P1Error(
+            f"the MLflow tracking server at {SETTINGS.mlflow_tracking_uri} failed mid-run: {str(exc)[:500]}",
+            "check it answers (`make status`), then run again: an unfinished run is never reused",
+        )
+        print(error.render(), file=sys.stderr)
         print("Result: pattern=p1 status=failed", file=sys.stderr)
         return 1
     print(

@@ -51,6 +51,9 @@ class P1Settings(BaseSettings):
     # Serving (the deploy step) -------------------------------------------------
     serve_port: int = Field(0, ge=0, le=65535, validation_alias=_env("SERVE_PORT"))  # 0: a free port
     serve_timeout: float = Field(90.0, gt=0, validation_alias=_env("SERVE_TIMEOUT"))
+    # Seconds a run waits for another run of the same training (same data and
+    # parameters) to finish before giving up; then it reuses that run's model.
+    slot_timeout: float = Field(900.0, gt=0, validation_alias=_env("SLOT_TIMEOUT"))
     # How long a service may take to answer the pre-flight checks.
     connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("CONNECT_TIMEOUT"))
 
@@ -69,8 +72,13 @@ class P1Settings(BaseSettings):
                 "DO_NOT_TRACK": "true",
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "DVC_NO_ANALYTICS": "1",
-                # Fail in seconds, not minutes, when the tracking server goes away.
-                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+                # The pre-flight check fails in seconds when the tracking server is
+                # down at the start; mid-run, 6 retries (backoff 4, 8, ... 64 s) ride
+                # out a server restart (about 20-60 s on two cores).
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "6"),
+                # Prefect's client retries a lost connection with backoff 2, 4, 8 ... s:
+                # 7 tries ride out a Prefect server restart.
+                "PREFECT_CLIENT_MAX_RETRIES": os.environ.get("PREFECT_CLIENT_MAX_RETRIES", "7"),
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
             }
         )

@@ -28,6 +28,7 @@ REST API, waits for it and reads the same task states and XComs back
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import subprocess
@@ -72,6 +73,25 @@ def migrate() -> None:
 
 
 # ## One DAG run, in this process
+@contextlib.contextmanager
+def one_run_per_date(logical_date: datetime):
+    """One in-process DAG run per logical date at a time. With a scheduler,
+    Airflow refuses a second run for the same logical date; `DAG.test()` would
+    replace the running one instead. So a second trigger for that date waits
+    here for the first, then runs and finds its KFP run already done (reused,
+    nothing executes twice)."""
+    import fcntl
+
+    SETTINGS.airflow_home.mkdir(parents=True, exist_ok=True)
+    with (SETTINGS.airflow_home / f".run-{logical_date:%Y-%m-%d}.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"another DAG run for {logical_date:%Y-%m-%d} is in progress here; waiting for it", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def run_dag(logical_date: datetime, conf: dict) -> dict:
     sys.path.insert(0, str(PATTERN_DIR / "dags"))
     import p2_airflow_kfp
@@ -191,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
             run = airflow_rest.trigger_and_wait(SETTINGS, logical_date, conf)
         else:
             configure()
-            migrate()
-            run = run_dag(logical_date, conf)
+            with one_run_per_date(logical_date):
+                migrate()
+                run = run_dag(logical_date, conf)
     except P2Error as exc:
         print(exc.render(), file=sys.stderr)
         print("Result: pattern=p2 status=failed", file=sys.stderr)

@@ -14,6 +14,7 @@ Who owns what:
   pathspec in an artifact.
 
     python flow.py                 deploy, then fan out a grid over the pool's workers
+                                   (the same grid again reuses the finished runs: --run-key)
     python flow.py deploy          only create/update the pool, deployment and crash automation
     python flow.py train-one ...   one training run in this process (no worker), for debugging
 
@@ -31,6 +32,7 @@ import argparse
 import contextlib
 import ctypes
 import hashlib
+import json
 import os
 import signal
 import sys
@@ -87,6 +89,28 @@ def parse_grid(text: str) -> list[GridPoint]:
     if len(set(points)) != len(points):
         raise P3Error(f"the grid {text!r} repeats a point", "list each N_ESTIMATORSxMAX_DEPTH once")
     return points
+
+
+# ## The logical run: what makes two fan-outs the same
+def logical_run_key(
+    s: P3Settings, data_version: str, points: list[GridPoint], folds: int, seed: int, run_key: str
+) -> str:
+    """A fan-out is one logical run per (dataset sha256, set of grid points,
+    folds, seed, Metaflow store, deployment, run key). Each child flow run's
+    Prefect idempotency key derives from it, so a second fan-out of the same
+    logical run (at once, or later) gets the same child runs back instead of
+    training them again: it waits for the ones in flight and reuses the ones
+    that completed. `--run-key` names a new logical run (a fresh training)."""
+    payload = {
+        "data_sha256": data_version,
+        "grid": sorted(p.label for p in points),
+        "folds": folds,
+        "seed": seed,
+        "metaflow": [s.metaflow_s3_root, str(s.metaflow_metadata_dir.resolve())],
+        "deployment": f"{CHILD_FLOW}/{s.deployment}",
+        "run_key": run_key,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ## Pre-flight: fail in seconds, naming the service and the variable to fix
@@ -458,32 +482,46 @@ def _tail(text: str, lines: int) -> str:
 
 # ## The fan-out: N deployment runs, resubmit the crashed, read results from S3
 @flow(name=PARENT_FLOW, log_prints=True)
-def fan_out(grid: str = DEFAULT_GRID, folds: int = 3, seed: int = 0) -> dict:
+def fan_out(grid: str = DEFAULT_GRID, folds: int = 3, seed: int = 0, run_key: str = "") -> dict:
     logger = get_run_logger()
     points = parse_grid(grid)
     data_url, data_version = publish_dataset(SETTINGS)
     logger.info("dataset %s (sha256 %s)", data_url, data_version[:12])
     deployment = f"{CHILD_FLOW}/{SETTINGS.deployment}"
     parent_id = str(runtime.flow_run.id)
+    logical = logical_run_key(SETTINGS, data_version, points, folds, seed, run_key)
+    logger.info("logical run %s", logical)
     attempts: dict[int, list] = {i: [] for i in range(len(points))}
+    next_try = dict.fromkeys(attempts, 0)
 
     def submit(i: int) -> None:
         point = points[i]
-        child = run_deployment(
-            deployment,
-            parameters=dict(
-                data_url=data_url,
-                data_version=data_version,
-                n_estimators=point.n_estimators,
-                max_depth=point.max_depth,
-                folds=folds,
-                seed=seed,
-            ),
-            timeout=0,  # submit now, wait below for all of them together
-            tags=["p3", f"p3-grid-{point.label}"],
-            # A retried fan-out finds the runs it already created instead of adding more.
-            idempotency_key=f"{parent_id}:{i}:{len(attempts[i])}",
-        )
+        while True:
+            # The child's idempotency key: this logical run, this grid point, this
+            # try. Prefect returns the existing flow run for a key it has seen, so
+            # two fan-outs of one logical run share each child (one training).
+            child = run_deployment(
+                deployment,
+                parameters=dict(
+                    data_url=data_url,
+                    data_version=data_version,
+                    n_estimators=point.n_estimators,
+                    max_depth=point.max_depth,
+                    folds=folds,
+                    seed=seed,
+                ),
+                timeout=0,  # submit now, wait below for all of them together
+                tags=["p3", f"p3-grid-{point.label}", f"p3-run-{logical}"],
+                idempotency_key=f"p3:{logical}:{point.label}:{next_try[i]}",
+            )
+            next_try[i] += 1
+            if child.state and child.state.is_final() and not child.state.is_completed():
+                # An earlier fan-out's try that failed or crashed: train it again.
+                logger.info(
+                    "%s: try %s ended %s earlier, submitting the next", point.label, child.name, child.state.type.value
+                )
+                continue
+            break
         attempts[i].append(child.id)
         logger.info("submitted %s as flow run %s (attempt %d)", point.label, child.name, len(attempts[i]))
 
@@ -528,7 +566,7 @@ def fan_out(grid: str = DEFAULT_GRID, folds: int = 3, seed: int = 0) -> dict:
             "each line names the Metaflow run or task and its own fix; the others finished and stay in Metaflow",
         )
 
-    rows = [collect(points[i], final[i], len(attempts[i])) for i in sorted(final)]
+    rows = [collect(points[i], final[i], len(attempts[i]), parent_id) for i in sorted(final)]
     best = max(rows, key=lambda r: r["cv_accuracy"])
     create_table_artifact(
         key="p3-fan-out",
@@ -538,7 +576,14 @@ def fan_out(grid: str = DEFAULT_GRID, folds: int = 3, seed: int = 0) -> dict:
             f"best: {best['metaflow_pathspec']} ({best['cv_accuracy']:.4f})"
         ),
     )
-    return {"flow_run_id": parent_id, "data_url": data_url, "data_version": data_version, "rows": rows, "best": best}
+    return {
+        "flow_run_id": parent_id,
+        "logical_run": logical,
+        "data_url": data_url,
+        "data_version": data_version,
+        "rows": rows,
+        "best": best,
+    }
 
 
 def _ids_filter(ids):
@@ -547,10 +592,16 @@ def _ids_filter(ids):
     return FlowRunFilter(id=FlowRunFilterId(any_=list(ids)))
 
 
-def collect(point: GridPoint, child, attempts: int) -> dict:
+def collect(point: GridPoint, child, attempts: int, parent_id: str) -> dict:
     """Read one finished run back through the Metaflow Client (artifacts from S3),
-    found by its Prefect tag: exactly one successful Metaflow run per flow run."""
+    found by its Prefect tag: exactly one successful Metaflow run per flow run.
+    `reused_from`: the fan-out that submitted the child, when it is another one."""
     from metaflow import Flow, namespace
+
+    submitted_by = ""
+    if child.parent_task_run_id:
+        with get_client(sync_client=True) as client:
+            submitted_by = str(client.read_task_run(child.parent_task_run_id).flow_run_id)
 
     namespace(None)
     runs = [r for r in Flow(METAFLOW_FLOW).runs(f"{LINK_TAG}:{child.id}") if r.successful]
@@ -572,6 +623,7 @@ def collect(point: GridPoint, child, attempts: int) -> dict:
         "prefect_flow_run_id": str(child.id),
         "worker": (child.labels or {}).get("prefect.worker.name", ""),
         "attempts": attempts,
+        "reused_from": submitted_by if submitted_by and submitted_by != parent_id else "",
     }
 
 
@@ -582,6 +634,12 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--seed", type=int, default=0)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], parents=[common])
     parser.add_argument("--grid", default=DEFAULT_GRID, help=f"N_ESTIMATORSxMAX_DEPTH,... (default {DEFAULT_GRID})")
+    parser.add_argument(
+        "--run-key",
+        default="",
+        help="part of the logical run: the same grid, folds, seed and data reuse the finished runs "
+        "unless the run key differs (any text, e.g. a date, to train again)",
+    )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("deploy", help="create/update the work pool, deployment and crash automation")
     one = sub.add_parser("train-one", parents=[common], help="one training run in this process, no worker")
@@ -617,7 +675,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"workers online: {', '.join(workers)}")
         t0 = time.monotonic()
-        summary = _ok(fan_out(grid=args.grid, folds=args.folds, seed=args.seed, return_state=True))
+        summary = _ok(
+            fan_out(grid=args.grid, folds=args.folds, seed=args.seed, run_key=args.run_key, return_state=True)
+        )
         report(summary, time.monotonic() - t0)
         return 0
     except P3Error as exc:
@@ -640,11 +700,15 @@ def _ok(state) -> dict:
 def report(summary: dict, seconds: float) -> None:
     rows, best = summary["rows"], summary["best"]
     ui = SETTINGS.prefect_api_url.removesuffix("/api")
-    print(f"\nFan-out {summary['flow_run_id']} in {seconds:.1f} s, dataset sha256 {summary['data_version'][:12]}:")
+    print(
+        f"\nFan-out {summary['flow_run_id']} in {seconds:.1f} s, logical run {summary['logical_run']}, "
+        f"dataset sha256 {summary['data_version'][:12]}:"
+    )
     print(f"  {'grid':<8} {'worker':<24} {'prefect flow run':<26} {'metaflow run':<36} cv_accuracy")
     for r in rows:
         flag = "  <- best" if r is best else ""
         retry = f" (attempt {r['attempts']})" if r["attempts"] > 1 else ""
+        retry += " (reused)" if r["reused_from"] else ""
         print(
             f"  {r['grid']:<8} {r['worker']:<24} {r['prefect_flow_run'] + retry:<26} "
             f"{r['metaflow_pathspec']:<36} {r['cv_accuracy']:.4f}{flag}"
@@ -652,10 +716,16 @@ def report(summary: dict, seconds: float) -> None:
     print(f"  Prefect UI: {ui}/runs/flow-run/{summary['flow_run_id']} (artifact p3-fan-out)")
     print(f"  Metaflow:   Flow('{METAFLOW_FLOW}').runs('{LINK_TAG}:<id>') reads any of them back from S3")
     workers = sorted({r["worker"] for r in rows})
+    reused = sum(bool(r["reused_from"]) for r in rows)
+    if reused:
+        print(
+            f"  {reused} of {len(rows)} run(s) reused from an earlier fan-out of this logical run "
+            "(same data, grid, folds, seed): pass --run-key to train again"
+        )
     print(
         f"Result: pattern=p3 status=ok runs={len(rows)} workers={len(workers)} best={best['metaflow_pathspec']} "
         f"best_grid={best['grid']} cv_accuracy={best['cv_accuracy']:.4f} data_sha256={summary['data_version'][:12]} "
-        f"prefect_flow_run={summary['flow_run_id']}"
+        f"prefect_flow_run={summary['flow_run_id']} logical_run={summary['logical_run']} reused={reused}"
     )
 
 

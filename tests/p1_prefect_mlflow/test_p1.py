@@ -116,6 +116,7 @@ def _answers(url: str) -> bool:
 
 
 # ---- idempotency and the champion rule --------------------------------------------
+@pytest.mark.failure_mode
 def test_rerun_on_same_data_and_params_registers_nothing(stack: Stack, first_run: dict[str, str]) -> None:
     runs_before = len(stack.runs(EXPERIMENT))
     again = stack.make("pattern-1")
@@ -197,6 +198,7 @@ def _assert_failed_cleanly(done, expected: str) -> None:
     assert "Result: pattern=p1 status=failed" in done.stderr
 
 
+@pytest.mark.failure_mode
 @pytest.mark.parametrize("case", sorted(BAD_DATA))
 def test_bad_data_fails_the_run_and_registers_nothing(
     stack: Stack, first_run: dict[str, str], tmp_path: Path, case: str
@@ -233,6 +235,7 @@ def test_bad_data_fails_the_run_and_registers_nothing(
     assert expected in tags(run["data"])["p1.error"]
 
 
+@pytest.mark.failure_mode
 def test_missing_data_file(stack: Stack, first_run: dict[str, str], tmp_path: Path) -> None:
     before = _snapshot(stack)
     done = _run_flow(stack, "--data-file", str(tmp_path / "nowhere.csv"))
@@ -247,6 +250,7 @@ def test_missing_data_file(stack: Stack, first_run: dict[str, str], tmp_path: Pa
         ("PREFECT_API_URL", "Prefect API at http://127.0.0.1:{port}/api/health is unreachable"),
     ],
 )
+@pytest.mark.failure_mode
 def test_unreachable_service(stack: Stack, first_run: dict[str, str], variable: str, expected: str) -> None:
     port = free_port()  # nothing listens there
     url = f"http://127.0.0.1:{port}" + ("/api" if variable == "PREFECT_API_URL" else "")
@@ -256,6 +260,7 @@ def test_unreachable_service(stack: Stack, first_run: dict[str, str], variable: 
     assert _snapshot(stack) == before
 
 
+@pytest.mark.failure_mode
 def test_wrong_s3_credentials(stack: Stack, first_run: dict[str, str]) -> None:
     before = _snapshot(stack)
     done = _run_flow(stack, env={"S3_SECRET_ACCESS_KEY": "not-the-secret"})
@@ -263,6 +268,7 @@ def test_wrong_s3_credentials(stack: Stack, first_run: dict[str, str]) -> None:
     assert _snapshot(stack) == before
 
 
+@pytest.mark.failure_mode
 def test_bad_parameter(stack: Stack, first_run: dict[str, str]) -> None:
     before = _snapshot(stack)
     done = _run_flow(stack, "--test-size", "0.9")

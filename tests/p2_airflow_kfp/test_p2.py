@@ -282,6 +282,7 @@ def test_smoke_dataset_in_s3_metrics_in_xcom_model_published(
     assert len(kfp_executions(p2, result["kfp_run"])) == 1
 
 
+@pytest.mark.failure_mode
 def test_same_logical_date_twice_executes_the_pipeline_once(
     stack: Stack, p2: dict[str, str], first_run: dict[str, str]
 ) -> None:
@@ -334,12 +335,14 @@ def _assert_failed(done, task: str, expected: str, date: str, stack: Stack) -> d
     return result
 
 
+@pytest.mark.failure_mode
 def test_empty_extract_fails_in_extract(stack: Stack, p2: dict[str, str], first_run, tmp_path: Path) -> None:
     source = _write(tmp_path / "empty.csv", "")
     done = run_p2(stack, p2, "--date", "2026-03-10", env={"P2_SOURCE_FILE": str(source)})
     _assert_failed(done, "extract", f"the extract source {source} is empty", "2026-03-10", stack)
 
 
+@pytest.mark.failure_mode
 def test_malformed_extract_fails_in_transform(stack: Stack, p2: dict[str, str], first_run, tmp_path: Path) -> None:
     lines = _wine_lines()
     lines[5] = lines[5].replace(lines[5].split(",")[2], "abc", 1)
@@ -349,12 +352,14 @@ def test_malformed_extract_fails_in_transform(stack: Stack, p2: dict[str, str], 
     assert s3_keys(stack, "datasets/wine/ds=2026-03-11/") == []
 
 
+@pytest.mark.failure_mode
 def test_unreachable_s3_fails_in_load(stack: Stack, p2: dict[str, str], first_run) -> None:
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     done = run_p2(stack, p2, "--date", "2026-03-12", env={"P2_S3_ENDPOINT_URL": url})
     _assert_failed(done, "load", f"S3 at {url} is unreachable", "2026-03-12", stack)
 
 
+@pytest.mark.failure_mode
 def test_component_error_fails_the_submit_task_with_that_error(
     stack: Stack, p2: dict[str, str], first_run, tmp_path: Path
 ) -> None:
@@ -377,15 +382,21 @@ def test_component_error_fails_the_submit_task_with_that_error(
     assert s3_keys(stack, f"runs/{result['kfp_run']}/") == []
 
 
+@pytest.mark.failure_mode
 def test_same_date_with_other_parameters_is_refused(stack: Stack, p2: dict[str, str], first_run) -> None:
+    decision_key = f"published/ds={SMOKE_DATE}/decision.json"
+    published_before = stack.s3().head_object(Bucket=BUCKET, Key=decision_key)["LastModified"]
     done = run_p2(stack, p2, "--date", SMOKE_DATE, "--n-estimators", "50")
     assert done.returncode == 1, done.output[-3000:]
     result = parse_result(done.stderr)
-    assert result["failed_task"] == "submit_pipeline"
+    assert result["failed_task"] == "submit_pipeline" and result["published"] == "none"
     assert f"run {first_run['kfp_run']} already exists for this logical date with other parameters" in done.output
     assert len(kfp_executions(p2, first_run["kfp_run"])) == 1
+    # The model published for that date by the first run is left as it was.
+    assert stack.s3().head_object(Bucket=BUCKET, Key=decision_key)["LastModified"] == published_before
 
 
+@pytest.mark.failure_mode
 def test_pipeline_past_its_timeout_fails_the_submit_task(stack: Stack, p2: dict[str, str], first_run) -> None:
     date = "2026-03-14"
     done = run_p2(stack, p2, "--date", date, env={"P2_PIPELINE_TIMEOUT": "3"})

@@ -131,6 +131,7 @@ def test_fan_out_runs_on_two_workers_with_lineage_both_ways(stack: Stack, p3: di
     assert listed.get("KeyCount", 0) > 0
 
 
+@pytest.mark.failure_mode
 def test_killed_worker_crashes_its_run_and_a_resubmission_completes_elsewhere(stack: Stack, p3: dict[str, str]) -> None:
     grid = ["30x4", "40x4"]
     with stack.in_background(P3, "python", "flow.py", "--grid", ",".join(grid), env=p3) as process:
@@ -195,6 +196,7 @@ def _worker_running_train_step(workers: dict[str, int]) -> tuple[str, int] | Non
 
 
 # ---- bad input: a clear error naming the Metaflow pathspec, exit 1 ------------------
+@pytest.mark.failure_mode
 def test_bad_parameter_fails_naming_the_metaflow_task(stack: Stack, p3: dict[str, str]) -> None:
     done = run_flow(stack, p3, "--grid", "0x8")
     assert done.returncode == 1, done.output[-3000:]
@@ -209,6 +211,7 @@ def test_bad_parameter_fails_naming_the_metaflow_task(stack: Stack, p3: dict[str
     assert artifacts(stack, parent, "p3-fan-out") == [], "a failed fan-out publishes no table"
 
 
+@pytest.mark.failure_mode
 def test_failing_metaflow_step_fails_naming_the_task(stack: Stack, p3: dict[str, str], tmp_path: Path) -> None:
     # Two rows cannot be split into three folds: Metaflow's train step raises.
     tiny = tmp_path / "tiny.csv"
@@ -217,10 +220,13 @@ def test_failing_metaflow_step_fails_naming_the_task(stack: Stack, p3: dict[str,
     assert done.returncode == 1, done.output[-3000:]
     assert re.search(r"failed in task P3TrainFlow/\d+/train/\d+: ValueError: Cannot have number of splits", done.stderr)
     assert "python trainflow.py logs" in done.stderr
-    [child] = children(stack, fan_out_id(done.output))
+    parent = fan_out_id(done.output)
+    [child] = children(stack, parent)
     assert child["state_type"] == "FAILED" and "/train/" in child["state"]["message"]
+    assert artifacts(stack, parent, "p3-fan-out") == [], "a failed fan-out publishes no table"
 
 
+@pytest.mark.failure_mode
 def test_unreachable_s3_fails_before_anything_runs(stack: Stack, p3: dict[str, str]) -> None:
     before = stack.prefect_post("flow_runs/count", {})
     dead = f"http://127.0.0.1:{free_port()}"
@@ -230,6 +236,7 @@ def test_unreachable_s3_fails_before_anything_runs(stack: Stack, p3: dict[str, s
     assert stack.prefect_post("flow_runs/count", {}) == before, "no flow run may start"
 
 
+@pytest.mark.failure_mode
 def test_unreachable_s3_inside_a_worker_run_names_the_metaflow_run(stack: Stack, p3: dict[str, str]) -> None:
     """S3 reachable for the fan-out but not where the flow runs: a deployment run
     whose job variables point Metaflow at a dead endpoint."""
@@ -254,9 +261,12 @@ def test_unreachable_s3_inside_a_worker_run_names_the_metaflow_run(stack: Stack,
     assert "Could not connect to the endpoint URL" in message and f"cannot reach S3 at {dead}" in message
 
 
+@pytest.mark.failure_mode
 def test_grid_typo_bad_setting_and_missing_workers_fail_clearly(stack: Stack, p3: dict[str, str]) -> None:
+    before = stack.prefect_post("flow_runs/count", {})
     typo = run_flow(stack, p3, "--grid", "50by8")
     assert typo.returncode == 1
+    assert stack.prefect_post("flow_runs/count", {}) == before, "a typo must start no flow run"
     assert "grid item '50by8' is not N_ESTIMATORSxMAX_DEPTH" in typo.stderr and "fix:" in typo.stderr
     bad_setting = run_flow(stack, p3, "deploy", P3_METAFLOW_S3_ROOT="metaflow/p3")
     assert bad_setting.returncode == 1 and "Traceback" not in bad_setting.stderr
@@ -267,6 +277,7 @@ def test_grid_typo_bad_setting_and_missing_workers_fail_clearly(stack: Stack, p3
     assert httpx.get(f"{stack.prefect}/work_pools/p3-nobody-polls", timeout=10).status_code == 200
 
 
+@pytest.mark.failure_mode
 def test_redeploy_is_idempotent(stack: Stack, p3: dict[str, str]) -> None:
     def deployments() -> list[dict]:
         return stack.prefect_post("deployments/filter", {"deployments": {"name": {"any_": ["p3-train"]}}})

@@ -209,20 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         params = parse_params(args.params_json)
         result["params"] = params
         result["origin"] = json.loads(args.origin_json or "{}")
-        record = read_record(args.export_uri)
-        if record is not None:
-            check_same_params(record, params, args.export_uri)
-            print(f"run {args.run_name} already succeeded ({record['run_id']}): reusing it, nothing executes")
-            result |= {"run_id": record["run_id"], "state": record["state"], "reused": True}
-        else:
-            if args.mode == "local":
-                outcome, reused = run_local(args, params), False
-            else:
-                if not args.host:
-                    raise SubmitError("cluster mode needs --host (the KFP API URL)")
-                outcome, reused = run_cluster(args, params)
-            result |= outcome | {"reused": reused, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
-            write_record(args.export_uri, result)
+        with run_lock(args):
+            record = read_record(args.export_uri)
+            _run_or_reuse(args, params, record, result)
     except Exception as exc:
         result |= {
             "state": "FAILED",
@@ -235,6 +224,46 @@ def main(argv: list[str] | None = None) -> int:
         args.result_file.write_text(text)
     print(RESULT_PREFIX + text, flush=True)
     return 0 if result["state"] == "SUCCEEDED" else 1
+
+
+@contextlib.contextmanager
+def run_lock(args: argparse.Namespace):
+    """Local mode: one execution per run name at a time on this machine. A
+    second submit of the same run (a double trigger, or the retry of a DAG run
+    whose Airflow process died while this one still runs) waits here, then
+    finds the first one's record and reuses it. Cluster mode needs no lock:
+    KFP's run store answers for running runs."""
+    if args.mode != "local":
+        yield
+        return
+    import fcntl
+
+    root = Path(args.pipeline_root).resolve() / args.run_name
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".submit.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"run {args.run_name} is being executed by another submit; waiting for it", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _run_or_reuse(args: argparse.Namespace, params: dict, record: dict | None, result: dict) -> None:
+    """Reuse the run's record (same parameters only), or execute the run and write it."""
+    if record is not None:
+        check_same_params(record, params, args.export_uri)
+        print(f"run {args.run_name} already succeeded ({record['run_id']}): reusing it, nothing executes")
+        result |= {"run_id": record["run_id"], "state": record["state"], "reused": True}
+    else:
+        if args.mode == "local":
+            outcome, reused = run_local(args, params), False
+        else:
+            if not args.host:
+                raise SubmitError("cluster mode needs --host (the KFP API URL)")
+            outcome, reused = run_cluster(args, params)
+        result |= outcome | {"reused": reused, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        write_record(args.export_uri, result)
 
 
 if __name__ == "__main__":
