@@ -44,6 +44,8 @@ def user_env() -> dict[str, str]:
     env["PATH"] = os.pathsep.join(
         p for p in env.get("PATH", "").split(os.pathsep) if p and not Path(p).resolve().is_relative_to(REPO)
     )
+    leaked = [k for k in env if k.startswith(("PREFECT_", "MLFLOW_", "S3_", "P1_", "P2_", "P3_", "P4_", "AWS_"))]
+    assert not leaked, f"the copy must get its settings from .env, not from {leaked}"
     return env
 
 
