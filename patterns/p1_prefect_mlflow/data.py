@@ -116,7 +116,7 @@ def data_version(path: Path) -> DataVersion:
             raise P1Error(
                 f"data file {path} does not exist and no DVC pointer {pointer.name} tracks it",
                 "pass an existing DVC-tracked file with --data-file (or P1_DATA_FILE), "
-                "or run `make pattern-1`, which exports and pushes the bundled data set",
+                "or run `python data.py publish`, which exports and pushes the bundled data set",
             )
         raise P1Error(
             f"data file {path} is not tracked by DVC (no {pointer.name} beside it)",
@@ -160,7 +160,7 @@ def pull(version: DataVersion, settings: P1Settings) -> Path:
         raise P1Error(
             f"DVC could not fetch {version.path.name} (md5 {version.md5}) from the remote "
             f"{remote_url(version, settings)} at {settings.s3_endpoint_url}: {exc}",
-            "push the data first (`make pattern-1` does it for the bundled data set, "
+            "push the data first (`python data.py publish` does it for the bundled data set, "
             f"or `dvc push` in {version.dvc_root}), and check S3_ENDPOINT_URL and the S3 keys",
         ) from exc
     finally:

@@ -549,7 +549,7 @@ def fan_out(grid: str = DEFAULT_GRID, folds: int = 3, seed: int = 0, run_key: st
                 waiting = [str(attempts[i][-1]) for i in attempts if i not in final]
                 raise P3Error(
                     f"{len(waiting)} run(s) not finished after {SETTINGS.fan_out_timeout:.0f} s: {', '.join(waiting)}",
-                    f"check that workers poll the pool {SETTINGS.work_pool!r} (`make pattern-3` starts two), "
+                    f"check that workers poll the pool {SETTINGS.work_pool!r} (`python worker.py NAME`), "
                     "or raise P3_FAN_OUT_TIMEOUT",
                 )
 

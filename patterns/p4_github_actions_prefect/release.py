@@ -253,7 +253,9 @@ def _record(settings: P4Settings, values: dict[str, Any]) -> None:
 def recorded(settings: P4Settings) -> dict[str, Any]:
     record = settings.state_dir / "release.json"
     if not record.is_file():
-        raise P4Error(f"no release has been built here ({record} is missing)", "run the build stage: `make p4-build`")
+        raise P4Error(
+            f"no release has been built here ({record} is missing)", "run the build stage: `python release.py build`"
+        )
     return json.loads(record.read_text())
 
 
@@ -403,7 +405,7 @@ def _docker_pool_template(settings: P4Settings) -> dict[str, Any]:
     if urlsplit(settings.prefect_api_url).hostname in ("127.0.0.1", "localhost"):
         props = template["variables"]["properties"]
         props["network_mode"]["default"] = "host"
-        props["env"]["default"] = settings.s3_env()
+        props["env"]["default"] = settings.s3_env() | settings.flow_run_env()
         if not settings.push_image:
             props["image_pull_policy"]["default"] = "Never"
     return template
@@ -416,7 +418,7 @@ def deploy(settings: P4Settings) -> dict[str, Any]:
     if built["release"] != current.id:
         raise P4Error(
             f"the last build is release {built['release']}, but this folder is now release {current.id}",
-            "run the build stage again (`make p4-build`) so deploy ships what was tested",
+            "run the build stage again (`python release.py build`) so deploy ships what was tested",
         )
     declared = validate()
     pool = built["work_pool"]
@@ -475,7 +477,7 @@ def run_and_wait(
         if deployment.version != release:
             raise P4Error(
                 f"deployment {name} is at release {deployment.version}, not {release}",
-                "deploy this release first (`make p4-deploy`)",
+                "deploy this release first (`python release.py deploy`)",
             )
         for attempt in range(1, 4):
             run = client.create_flow_run_from_deployment(
@@ -495,7 +497,7 @@ def run_and_wait(
             if time.monotonic() > deadline:
                 raise P4Error(
                     f"flow run {run.name} is still {run.state.name} after {settings.run_timeout:.0f} s",
-                    f"start a worker for pool {pool!r} (`make p4-worker`), or raise P4_RUN_TIMEOUT",
+                    f"start a worker for pool {pool!r} (`python worker.py p4-worker`), or raise P4_RUN_TIMEOUT",
                 )
             time.sleep(1)
             run = client.read_flow_run(run.id)

@@ -125,6 +125,18 @@ class P4Settings(BaseSettings):
             "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         }
 
+    def flow_run_env(self) -> dict[str, str]:
+        """The settings a flow run reads, as P4_ variables. Flow runs execute in
+        the release (snapshot or image), which carries no .env: the worker (or the
+        Docker pool's template) hands them over, whichever way they were set here."""
+        return {
+            "P4_S3_ENDPOINT_URL": self.s3_endpoint_url,
+            "P4_S3_ACCESS_KEY_ID": self.s3_access_key_id,
+            "P4_S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
+            "P4_MODEL_BUCKET": self.model_bucket,
+            "P4_CONNECT_TIMEOUT": str(self.connect_timeout),
+        }
+
 
 def load_settings() -> P4Settings:
     """The settings, or exit 1 with the variable that is wrong (no traceback)."""

@@ -29,6 +29,7 @@ def main(argv: list[str]) -> None:
     bin_dir = Path(sys.executable).parent
     os.environ.update(
         settings.s3_env()
+        | settings.flow_run_env()  # flow runs read no .env: they run in the release
         | {
             "PREFECT_API_URL": settings.prefect_api_url,
             "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds),
