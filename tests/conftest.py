@@ -226,6 +226,18 @@ def wait_for(check: Callable[[], object], timeout: float, what: str, process: su
         time.sleep(0.5)
 
 
+def finish(process: subprocess.Popen, what: str, timeout: float = 900) -> str:
+    """The combined output of a background run (`Stack.in_background`), once it
+    ends; the test fails with that output if it does not end within `timeout`."""
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"{what} did not end within {timeout:.0f} s:\n{output[-4000:]}")
+    return output
+
+
 def in_env(
     project: Path, *command: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 600
 ) -> Completed:

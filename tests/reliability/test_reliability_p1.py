@@ -9,12 +9,11 @@ has started and nothing is registered yet) when the service is restarted."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import httpx
 import pytest
-from conftest import PATTERNS, Stack, parse_result, wait_for
+from conftest import PATTERNS, Stack, finish, parse_result, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.reliability]
 
@@ -46,16 +45,6 @@ def running(stack: Stack, experiment: str) -> bool:
     return any(r["info"]["status"] == "RUNNING" for r in runs(stack, experiment))
 
 
-def finish(process: subprocess.Popen, timeout: float = 900) -> str:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"the run did not end within {timeout:.0f} s:\n{output[-4000:]}")
-    return output
-
-
 def assert_one_model(stack: Stack, env: dict[str, str]) -> str:
     """Exactly one registered version, the champion, made by the one FINISHED
     training run; no run left RUNNING."""
@@ -78,7 +67,7 @@ def test_service_restart_mid_training_recovers_or_fails_cleanly(stack: Stack, se
     with stack.in_background(P1, "python", "flow.py", env=env) as process:
         wait_for(lambda: running(stack, env["P1_EXPERIMENT_NAME"]), 600, "an MLflow run in RUNNING state", process)
         stack.restart(service)  # returns once the service answers its health URL again
-        output = finish(process)
+        output = finish(process, "the run")
     if process.returncode == 0:
         result = parse_result(output)
         assert result["status"] == "ok" and result["decision"] == "promoted", output[-3000:]
@@ -112,7 +101,7 @@ def test_two_triggers_at_once_train_once(stack: Stack) -> None:
         stack.in_background(P1, "python", "flow.py", env=env) as first,
         stack.in_background(P1, "python", "flow.py", env=env) as second,
     ):
-        outputs = [finish(first), finish(second)]
+        outputs = [finish(first, "the run"), finish(second, "the run")]
     assert first.returncode == 0 and second.returncode == 0, "\n----\n".join(o[-3000:] for o in outputs)
     results = [parse_result(o) for o in outputs]
     assert sorted(r["decision"] for r in results) == ["promoted", "reused"], results

@@ -13,10 +13,9 @@ the Prefect API."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
-from conftest import PATTERNS, REPO, Stack, parse_result, wait_for
+from conftest import PATTERNS, REPO, Stack, finish, parse_result, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.reliability]
 
@@ -37,15 +36,6 @@ def p3(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
 
 def tagged(stack: Stack, tag: str) -> list[dict]:
     return stack.prefect_post("flow_runs/filter", {"flow_runs": {"tags": {"all_": [tag]}}})
-
-
-def finish(process: subprocess.Popen, timeout: float = 900) -> str:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail(f"the fan-out did not end within {timeout:.0f} s:\n{process.communicate()[0][-4000:]}")
-    return output
 
 
 def assert_clean_failure(output: str) -> None:
@@ -95,7 +85,7 @@ def test_service_restart_mid_fan_out_recovers_or_fails_cleanly(
             process,
         )
         stack.restart(service)  # returns once the service answers its health URL again
-        output = finish(process)
+        output = finish(process, "the fan-out")
     if process.returncode != 0:
         # A clean failure: the reason and the fix; the rerun of the same logical
         # run trains only the points that did not complete (Metaflow's S3 retries
@@ -124,7 +114,7 @@ def test_two_fan_outs_of_one_logical_run_train_once(stack: Stack, p3: dict[str, 
     grid = ["35x3", "45x3"]
     args = ("python", "flow.py", "--grid", ",".join(grid))
     with stack.in_background(P3, *args, env=p3) as first, stack.in_background(P3, *args, env=p3) as second:
-        outputs = [finish(first), finish(second)]
+        outputs = [finish(first, "the fan-out"), finish(second, "the fan-out")]
     assert first.returncode == 0 and second.returncode == 0, "\n----\n".join(o[-3000:] for o in outputs)
     results = [parse_result(o) for o in outputs]
     assert results[0]["logical_run"] == results[1]["logical_run"], results

@@ -9,10 +9,9 @@ flow run that completed and one model on S3 per release."""
 from __future__ import annotations
 
 import secrets
-import subprocess
 
 import pytest
-from conftest import PATTERNS, Stack, parse_result, wait_for
+from conftest import PATTERNS, Stack, finish, parse_result, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.reliability]
 
@@ -43,16 +42,6 @@ def models(stack: Stack, release: str) -> set[str]:
     return {o["Key"].split("/")[2] for o in listed.get("Contents", [])}
 
 
-def finish(process: subprocess.Popen, timeout: float = 900) -> str:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        pytest.fail(f"the run stage did not end within {timeout:.0f} s:\n{output[-4000:]}")
-    return output
-
-
 def assert_one_model(stack: Stack, release: str) -> str:
     runs = retrain_runs(stack, release)
     completed = [r for r in runs if r["state_type"] == "COMPLETED"]
@@ -71,7 +60,7 @@ def test_prefect_restart_during_the_run_stage_recovers_or_fails_cleanly(stack: S
             process,
         )
         stack.restart("prefect")  # returns once the server answers /health again
-        output = finish(process)
+        output = finish(process, "the run stage")
     if process.returncode == 0:
         result = parse_result(output)
         assert result["status"] == "ok" and result["release"] == release and result["new_run"] == "true"
@@ -96,7 +85,7 @@ def test_two_run_stages_at_once_run_the_release_once(stack: Stack) -> None:
         stack.in_background(P4, "python", "release.py", "run", env=env) as first,
         stack.in_background(P4, "python", "release.py", "run", env=env) as second,
     ):
-        outputs = [finish(first), finish(second)]
+        outputs = [finish(first, "the run stage"), finish(second, "the run stage")]
     assert first.returncode == 0 and second.returncode == 0, "\n----\n".join(o[-3000:] for o in outputs)
     results = [parse_result(o) for o in outputs]
     assert results[0]["retrain_run"] == results[1]["retrain_run"], results
