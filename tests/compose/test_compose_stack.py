@@ -222,7 +222,7 @@ def test_data_survives_restart_of_the_stateful_services(compose_stack: ComposeSt
 
 def test_down_keeps_named_volumes(compose_stack: ComposeStack, p1_run: dict[str, str]) -> None:
     volumes = compose_stack.volumes()
-    expected = {f"{PROJECT}_{v}" for v in ("postgres-data", "s3-data", "prefect-home", "airflow-home")}
+    expected = {f"{PROJECT}_{v}" for v in ("postgres-data", "s3-data", "airflow-home")}
     assert expected <= volumes, volumes
     down = compose_stack.make("down", timeout=300)
     assert down.returncode == 0, down.output
