@@ -230,14 +230,14 @@ def plot(data: dict, target: Path) -> None:
 
     rows = {(r["runner"], r["shape"]): r for r in data["side_by_side"]["rows"]}
     m = measures(data)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [1, 1.3]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={"width_ratios": [1, 1.3]})
     tools = present(rows)
     x = range(len(tools))
     for offset, shape, label in ((-0.2, "chain", "10-task chain"), (0.2, "fanout", "10-way fan-out + join")):
         values = [max(rows[(t, shape)]["per_task_overhead_s"] * 1000, 1.0) for t in tools]
         bars = left.bar([i + offset for i in x], values, width=0.4, label=label)
         left.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize="x-small")
-    left.set_xticks(list(x), [SHORT[t] for t in tools], fontsize="small")
+    left.set_xticks(list(x), [SHORT[t] for t in tools], fontsize="small", rotation=20, ha="right")
     left.set_yscale("log")
     left.set_ylabel("overhead per task, ms (median, log scale)")
     left.set_title("Orchestration overhead per task, same work")
@@ -265,7 +265,7 @@ def plot(data: dict, target: Path) -> None:
     if names:
         right.invert_yaxis()
         right.set_xlabel("seconds (median warm run)")
-        right.legend(loc="lower right", fontsize="small")
+        right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize="small")
     else:
         right.text(0.5, 0.5, "no pattern run was split", ha="center", va="center", transform=right.transAxes)
     info = data["machine"]
