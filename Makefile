@@ -65,6 +65,7 @@ P3 := $(ROOT)/patterns/p3_metaflow_prefect
 P3_WORKERS ?= 2
 P4 := $(ROOT)/patterns/p4_github_actions_prefect
 P4_RUN = cd $(P4) && $(UV) run --locked
+BENCH_ENVS := $(ROOT)/bench/envs
 PYTEST_ARGS ?=
 
 ##@ Start here
@@ -84,6 +85,8 @@ setup: _uv ## Install uv and every environment from its lock file
 	$(UV) sync --locked --project $(P2)/pipeline
 	$(UV) sync --locked --project $(P3)
 	$(UV) sync --locked --project $(P4)
+	$(UV) sync --locked --project $(BENCH_ENVS)/dagster
+	$(UV) sync --locked --project $(BENCH_ENVS)/flyte
 
 ##@ The stack (local: S3, Prefect, MLflow as processes; STACK=compose: docker-compose.yml)
 .PHONY: up down status logs compose-build compose-reset
@@ -222,7 +225,7 @@ endif
 	@UV=$(UV) $(UV) run --locked --quiet --project $(ROOT) python $(ROOT)/infra/lineage/lineage.py '$(ID)' $(if $(ID_KIND),--kind $(ID_KIND))
 
 ##@ Quality
-.PHONY: test test-compose test-all lint bench bench-local bench-compose
+.PHONY: test test-compose test-all lint bench bench-local bench-matrix bench-compose
 test-all: test _test-reliability-only test-compose ## Every test: `make test`, the restart/double-trigger tests, `make test-compose` (.ci/run)
 
 test: _uv ## Run the test suite on the local tier (starts its own stack on free ports)
@@ -233,6 +236,8 @@ test: _uv ## Run the test suite on the local tier (starts its own stack on free 
 	$(UV) sync --locked --project $(P2)/pipeline
 	$(UV) sync --locked --project $(P3)
 	$(UV) sync --locked --project $(P4)
+	$(UV) sync --locked --project $(BENCH_ENVS)/dagster
+	$(UV) sync --locked --project $(BENCH_ENVS)/flyte
 	@rc=0; $(UV) run --locked --project $(ROOT) pytest $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
@@ -273,6 +278,10 @@ bench-local: _uv ## The local tier's benchmarks and the tools side by side (no D
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/report.py
 
+bench-matrix: _uv ## Only the tools side by side (incl. Dagster, Flyte), their strengths and installs (~15 min), then the matrix
+	BENCH_ONLY=matrix $(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
+	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/report.py
+
 bench-compose: _uv ## Benchmark the compose tier: `make up STACK=compose` to healthy, cached and from nothing
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/compose.py
 
@@ -286,6 +295,7 @@ clean: ## Stop the stack and remove state, environments and pattern data copies
 	-@[ -x "$(UV)" ] && $(STACK_PY) down || true
 	rm -rf $(ROOT)/.state $(ROOT)/.venv $(ROOT)/infra/local/.venv $(P1)/.venv $(P1)/.dvc/cache $(P1)/.dvc/tmp
 	rm -rf $(P2)/.venv $(P2)/pipeline/.venv $(P2)/.state $(P3)/.venv $(P3)/.state
+	rm -rf $(BENCH_ENVS)/dagster/.venv $(BENCH_ENVS)/flyte/.venv
 	-chmod -R u+w $(P4)/.state 2>/dev/null; rm -rf $(P4)/.venv $(P4)/.state
 	rm -f $(P1)/data/raw/breast_cancer.csv
 

@@ -5,16 +5,22 @@ Called by bench/run.py on the benchmark's own stack (never on yours):
 1. side by side: the same workload (bench/runners/workload.py: a 10-task chain
    and a 10-way fan-out plus its join, each task ~30 ms of SHA-256) as plain
    Python, a Prefect flow, an Airflow DAG (`DAG.test()`), a kfp.local pipeline
-   and a Metaflow flow, each in the environment its pattern uses. Runners and
+   and a Metaflow flow, each in the environment its pattern uses, and as
+   Dagster assets and a Flyte workflow, each in an environment of its own
+   (bench/envs/: no pattern uses them). Runners and
    shapes are interleaved, BENCH_REPEAT rounds. Per run: the whole process
    (interpreter start to exit), the import of the tool, and the run itself;
    per-task overhead = (run - plain Python's run of the same shape) / tasks.
    Every run's result is checked against the plain answer.
-2. setup cost: a fresh environment per tool (`uv sync --locked` into a new
+2. what Dagster and Flyte claim as their strengths, where a local run can
+   show it (strengths()): Dagster's typed outputs rejecting a bad value before
+   the downstream step runs, Flyte's dynamic workflow fanning out a number of
+   tasks decided at run time.
+3. setup cost: a fresh environment per tool (`uv sync --locked` into a new
    folder, with uv's cache as it is, and once with an empty cache: every
    wheel downloaded), Airflow's database creation, and (in run.py) the stack's
    cold and warm start.
-3. each pattern's warm run split into start-up, orchestration and work, from
+4. each pattern's warm run split into start-up, orchestration and work, from
    the orchestrators' own records of the run that was timed (see split_*).
 
 The results go into run.py's JSON; bench/report.py turns them into the
@@ -68,6 +74,9 @@ RUNNERS = [
     Runner("metaflow", "Metaflow flow (S3 datastore, as pattern 3)", PATTERNS / "p3_metaflow_prefect"),
     # The same flow with Metaflow's default local datastore: what the S3 datastore costs per task.
     Runner("metaflow_local", "Metaflow flow (local datastore)", PATTERNS / "p3_metaflow_prefect", tool="metaflow"),
+    # The guide's other two orchestrators, each in an environment of its own.
+    Runner("dagster", "Dagster assets (`materialize`, in-process)", ROOT / "bench" / "envs" / "dagster"),
+    Runner("flyte", "Flyte workflow (flytekit, local run)", ROOT / "bench" / "envs" / "flyte"),
 ]
 # The environments a user installs (make setup): what a fresh install costs.
 ENVIRONMENTS = {
@@ -78,7 +87,13 @@ ENVIRONMENTS = {
     "pattern 2 pipeline (KFP)": PATTERNS / "p2_airflow_kfp" / "pipeline",
     "pattern 3 (Metaflow, Prefect)": PATTERNS / "p3_metaflow_prefect",
     "pattern 4 (Prefect)": PATTERNS / "p4_github_actions_prefect",
+    "bench: Dagster": ROOT / "bench" / "envs" / "dagster",
+    "bench: Flyte": ROOT / "bench" / "envs" / "flyte",
 }
+
+
+def runner_named(name: str) -> Runner:
+    return next(r for r in RUNNERS if r.name == name)
 
 
 class MatrixError(RuntimeError):
@@ -124,6 +139,18 @@ def runner_env(base: dict[str, str], runner: Runner, tmp: Path) -> dict[str, str
         )
         if runner.name == "metaflow_local":
             env["METAFLOW_DEFAULT_DATASTORE"] = "local"
+    elif runner.name == "dagster":
+        # Runs use an ephemeral instance in a temporary folder; this home only
+        # keeps Dagster from writing anywhere else, telemetry off.
+        home = tmp / "dagster-home"
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        env["DAGSTER_HOME"] = str(home)
+    elif runner.name == "flyte":
+        env["FLYTE_SDK_LOGGING_LEVEL"] = "30"  # warnings only
+        # flytekit leaves a local sandbox folder per process in the temp folder: the bench's own.
+        env["TMPDIR"] = str(tmp / "flyte-tmp")
+        Path(env["TMPDIR"]).mkdir(parents=True, exist_ok=True)
     return env
 
 
@@ -132,7 +159,7 @@ def airflow_db(base: dict[str, str], tmp: Path, timeout: float) -> float:
     home = tmp / "airflow"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    airflow = RUNNERS[2].python.parent / "airflow"
+    airflow = runner_named("airflow").python.parent / "airflow"
     env = dict(base) | {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
@@ -232,6 +259,97 @@ def side_by_side(base: dict[str, str], tmp: Path, repeat: int, timeout: float, l
         },
         "rows": rows,
         "airflow_db_migrate_s": migrate,
+    }
+
+
+# ---- the strengths the guide claims for Dagster and Flyte ---------------------------
+DAGSTER_CASES = ("good", "wrong_type", "out_of_contract", "untyped")
+FLYTE_ROWS = (2_000, 10_000, 50_000)  # 2, 10 and 50 chunks of 1,000 rows, decided at run time
+
+
+def _json_lines(runner: Runner, script: str, args: list[str], env: dict[str, str], timeout: float) -> list[dict]:
+    try:
+        done = subprocess.run(
+            [str(runner.python), str(RUNNERS_DIR / script), *args],
+            env=env,
+            cwd=RUNNERS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise MatrixError(f"{script} {' '.join(args)} did not finish in {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        output = done.stdout + done.stderr
+        raise MatrixError(f"{script} {' '.join(args)} failed with exit code {done.returncode}", output)
+    try:
+        return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    except json.JSONDecodeError:
+        raise MatrixError(f"{script} {' '.join(args)} printed a line that is not JSON", done.stdout) from None
+
+
+def dagster_contract_holds(case: dict) -> bool:
+    """What the guide claims: a bad value stops at the typed output; the downstream step never starts."""
+    if case["case"] == "good":
+        return case["success"] and case["fit_ran"] and case["steps_succeeded"] == ["fit", "readings"]
+    if case["case"] == "untyped":  # the control: without a type, the bad value reaches `fit`
+        return not case["success"] and case["fit_ran"] and case["failed_step"] == "fit"
+    return (
+        not case["success"]
+        and case["failed_step"] == "readings"
+        and "fit" not in case["steps_started"]
+        and not case["fit_ran"]
+        and "DagsterTypeCheckDidNotPass" in (case["error"] or "")
+    )
+
+
+def flyte_dynamic_holds(run: dict) -> bool:
+    """What the guide claims: the fan-out's width comes from the data, at run time, and every task ran."""
+    want = -(-run["rows"] // 1000)
+    return (
+        run["chunks_decided_at_run_time"] == want and run["step_tasks_run"] == want and run["result_is_plain_pythons"]
+    )
+
+
+def strengths(base: dict[str, str], tmp: Path, repeat: int, timeout: float, log=print) -> dict[str, object]:
+    """Dagster's typed contract (each case `repeat` times) and Flyte's dynamic fan-out
+    (each size `repeat` times): what happened, how long it took, and whether the
+    guide's claim held. A claim that does not hold is reported, not raised."""
+    dagster, flyte = runner_named("dagster"), runner_named("flyte")
+    d_env, f_env = runner_env(base, dagster, tmp), runner_env(base, flyte, tmp)
+    cases: dict[str, list[dict]] = {c: [] for c in DAGSTER_CASES}
+    sizes: dict[int, list[dict]] = {r: [] for r in FLYTE_ROWS}
+    static = ""
+    for i in range(repeat):
+        for case in DAGSTER_CASES:
+            (got,) = _json_lines(dagster, "dagster_contract.py", [case], d_env, timeout)
+            cases[case].append(got)
+            log(
+                f"  round {i + 1}/{repeat} dagster {case:15}: success={got['success']} "
+                f"failed_step={got['failed_step']} fit_ran={got['fit_ran']} {got['run_s']:.2f} s"
+            )
+        *runs, last = _json_lines(flyte, "flyte_dynamic.py", [str(r) for r in FLYTE_ROWS], f_env, timeout)
+        static = last["static_workflow"]
+        for run in runs:
+            sizes[run["rows"]].append(run)
+            log(
+                f"  round {i + 1}/{repeat} flyte rows={run['rows']:6}: chunks={run['chunks_decided_at_run_time']} "
+                f"steps run={run['step_tasks_run']} correct={run['result_is_plain_pythons']} {run['run_s']:.2f} s"
+            )
+    return {
+        "dagster_contract": [
+            samples[-1]
+            | {"run_s": statistics.median(s["run_s"] for s in samples), "n": len(samples)}
+            | {"claim_holds": all(dagster_contract_holds(s) for s in samples)}
+            for samples in cases.values()
+        ],
+        "flyte_dynamic": [
+            samples[-1]
+            | {"run_s": statistics.median(s["run_s"] for s in samples), "n": len(samples)}
+            | {"claim_holds": all(flyte_dynamic_holds(s) for s in samples)}
+            for samples in sizes.values()
+        ],
+        "flyte_static_workflow": static,
     }
 
 

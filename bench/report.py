@@ -14,19 +14,22 @@ the newest `make bench-compose`, whose date the report prints).
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-TOOLS = ["prefect", "airflow", "kfp", "metaflow", "metaflow_local"]
+TOOLS = ["prefect", "airflow", "kfp", "metaflow", "metaflow_local", "dagster", "flyte"]
 SHORT = {
     "prefect": "Prefect",
     "airflow": "Airflow",
     "kfp": "KFP (local)",
     "metaflow": "Metaflow (S3)",
     "metaflow_local": "Metaflow (local)",
+    "dagster": "Dagster",
+    "flyte": "Flyte (local)",
 }
 PATTERN_KEYS = {
     "pattern1_warm": "1: Prefect + MLflow (`make pattern-1`, idempotent path)",
@@ -50,6 +53,18 @@ def load(path: Path | None = None) -> tuple[dict, dict | None, Path]:
         raise SystemExit(
             f"error: {path} has no side-by-side section (an older bench/run.py made it): run `make bench` again"
         )
+    if not data.get("measures"):
+        # A `make bench-matrix` run (BENCH_ONLY=matrix): the stack and pattern
+        # figures come from the newest full run, named in the report.
+        full = [p for p in sorted(RESULTS.glob("2*.json")) if json.loads(p.read_text()).get("measures")]
+        if full:
+            borrowed = json.loads(full[-1].read_text())
+            data["measures"] = borrowed["measures"]
+            data["measures_from"] = {
+                "file": full[-1].name,
+                "date_utc": borrowed["machine"]["date_utc"],
+                "commit": borrowed["machine"]["commit"],
+            }
     compose_path = newest("compose-*.json")
     compose = json.loads(compose_path.read_text()) if compose_path else None
     return data, compose, path
@@ -111,6 +126,16 @@ NEEDS = {
     ),
     "metaflow": ("an S3 bucket for the datastore (a metadata service optional)", "3", "patterns/p3_metaflow_prefect"),
     "metaflow_local": ("nothing (local datastore: one machine only)", "-", "patterns/p3_metaflow_prefect"),
+    "dagster": (
+        "nothing for `materialize`; `dagster dev` (webserver, daemon) and a run/event database for schedules and UI",
+        "- (bench only)",
+        "bench/envs/dagster",
+    ),
+    "flyte": (
+        "nothing for local runs; a Flyte cluster (Kubernetes, flyteadmin, propeller, a blob store) for real runs",
+        "- (bench only)",
+        "bench/envs/flyte",
+    ),
 }
 
 
@@ -184,6 +209,64 @@ def pattern_table(data: dict) -> list[str]:
     return out
 
 
+DAGSTER_CASES = {
+    "good": "a valid list of readings",
+    "wrong_type": "a CSV string where the list is declared",
+    "out_of_contract": "a list with a negative reading and a NaN",
+    "untyped": "the CSV string from an asset with no declared type (control)",
+}
+
+
+def strengths_section(data: dict) -> list[str]:
+    st = data.get("strengths")
+    if not st:
+        return []
+    plain = next(r for r in data["side_by_side"]["rows"] if r["runner"] == "plain" and r["shape"] == "chain")
+    plain_ms = _ms(plain["run_s"] / plain["tasks"])
+    out = [
+        "## Dagster's and Flyte's claims, run locally",
+        "",
+        "**Dagster: typed outputs reject a bad value before the downstream step runs** "
+        "(`bench/envs/dagster/.venv/bin/python bench/runners/dagster_contract.py CASE`). "
+        "`readings` declares its output as a DagsterType (finite floats in [0, 1000]); `fit` is the downstream step "
+        "and writes a marker file when it starts.",
+        "",
+        "| value returned by `readings` | run | failed step | `fit` started | error | median s (n) | claim holds |",
+        "|---|---|---|---|---|---:|---|",
+    ]
+    for c in st["dagster_contract"]:
+        error = re.sub(
+            r'Type check failed for step output "(\w+)" - expected type "(\w+)"\. Description: ',
+            r"output \1 is not \2: ",
+            c["error"] or "-",
+        ).replace("|", "\\|")
+        out.append(
+            f"| {DAGSTER_CASES.get(c['case'], c['case'])} | {'succeeded' if c['success'] else 'failed'} "
+            f"| {c['failed_step'] or '-'} | {'yes' if c['fit_ran'] else 'no'} | {error} "
+            f"| {_f(c['run_s'], 2)} ({c['n']}) | {'yes' if c['claim_holds'] else '**no**'} |"
+        )
+    out += [
+        "",
+        "**Flyte: a dynamic workflow fans out a number of tasks decided at run time** "
+        "(`bench/envs/flyte/.venv/bin/python bench/runners/flyte_dynamic.py ROWS ...`). A first task turns the row "
+        "count into chunks of 1,000; a `@dynamic` workflow starts one step task per chunk (each the matrix's task); "
+        "a join combines them. Each step appends a line to a file, so the tasks run are counted.",
+        "",
+        "| rows | chunks decided at run time | step tasks run | result is plain Python's | median s (n) "
+        f"| per step task, ms (plain Python: {plain_ms}) | claim holds |",
+        "|---:|---:|---:|---|---:|---:|---|",
+    ]
+    for r in st["flyte_dynamic"]:
+        per = r["run_s"] / max(r["step_tasks_run"], 1)  # plan and join included
+        out.append(
+            f"| {r['rows']:,} | {r['chunks_decided_at_run_time']} | {r['step_tasks_run']} "
+            f"| {'yes' if r['result_is_plain_pythons'] else '**no**'} | {_f(r['run_s'], 2)} ({r['n']}) "
+            f"| {_ms(per)} | {'yes' if r['claim_holds'] else '**no**'} |"
+        )
+    out += ["", f"The same loop in a static `@workflow`: `{st['flyte_static_workflow']}`", ""]
+    return out
+
+
 def render(data: dict, compose: dict | None, source: Path) -> str:
     info = data["machine"]
     w = data["side_by_side"]["workload"]
@@ -194,6 +277,16 @@ def render(data: dict, compose: dict | None, source: Path) -> str:
             f"`make bench` (BENCH_REPEAT={data['repeat']}, medians), {info['date_utc']}, commit {info['commit']}, "
             f"on {info['nproc']} cores ({info['cpu'] or 'cpu unknown'}), {info['mem_total_gib']} GiB, "
             f"Python {info['python']}. Source: `bench/results/{source.name}`.",
+            *(
+                [
+                    "",
+                    f"A `make bench-matrix` run: the stack and pattern figures are from the newest full run, "
+                    f"`bench/results/{data['measures_from']['file']}` ({data['measures_from']['date_utc']}, "
+                    f"commit {data['measures_from']['commit']}).",
+                ]
+                if data.get("measures_from")
+                else []
+            ),
             "",
             "## Decision matrix",
             "",
@@ -207,6 +300,7 @@ def render(data: dict, compose: dict | None, source: Path) -> str:
             "",
             *side_table(data),
             "",
+            *strengths_section(data),
             "## Setup cost",
             "",
             *setup_table(data, compose),

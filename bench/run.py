@@ -22,6 +22,14 @@ What is timed (each a whole `make` command, wall clock, uv and make included):
 6. warm `make pattern-4`: the whole CD cycle (lint, test, build, deploy, run,
    verify), each timed run claiming a new commit (P4_GIT_SHA), so it builds,
    redeploys and retrains; the time per stage is read from the output.
+7. the tools side by side (bench/matrix.py): the same small workload as plain
+   Python, Prefect, Airflow, KFP, Metaflow, Dagster and Flyte.
+8. Dagster's typed contract and Flyte's dynamic fan-out, run and checked.
+9. a fresh environment per tool group (`uv sync --locked` into a new folder).
+
+BENCH_ONLY=matrix (`make bench-matrix`) runs steps 7-9 only, on a stack started
+untimed: bench/report.py then takes the stack and pattern figures from the
+newest full run and says so.
 
 Isolation: everything runs against its own stack, in a temporary STACK_STATE_DIR,
 on free loopback ports, with the endpoints passed explicitly to every `make`: a
@@ -31,7 +39,7 @@ stack is stopped and the temporary folder removed however the run ends.
 The report (median, min, max per measure, against the targets) is printed, and
 written to bench/results/<UTC timestamp>.json and bench/results/latest.md.
 A missed target is reported, not failed: the exit code is non-zero only when a
-command fails or times out. Knobs: BENCH_REPEAT (3), BENCH_TIMEOUT (600 s per command).
+command fails or times out. Knobs: BENCH_REPEAT (3), BENCH_TIMEOUT (600 s per command), BENCH_ONLY.
 """
 
 from __future__ import annotations
@@ -394,18 +402,18 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
         print(f"  {label}: {seconds:6.1f} s  (stack.py reports {inner} s; healthy after: {phases})", flush=True)
         down.samples.append(bench.down(state_dir))
 
-    print(f"1/8 cold stack start, {n} run(s), each on a new empty state folder", flush=True)
+    print(f"1/9 cold stack start, {n} run(s), each on a new empty state folder", flush=True)
     for i in range(n):
         previous, bench.state_dir = bench.state_dir, bench.tmp / f"state-{i}"
         if i and previous.exists():
             shutil.rmtree(previous, ignore_errors=True)  # keep only the latest: disk
         timed_up(cold, bench.state_dir, f"cold {i + 1}/{n}")
 
-    print(f"2/8 warm stack start, {n} run(s), on the initialised, stopped state folder", flush=True)
+    print(f"2/9 warm stack start, {n} run(s), on the initialised, stopped state folder", flush=True)
     for i in range(n):
         timed_up(warm, bench.state_dir, f"warm {i + 1}/{n}")
 
-    print(f"3/8 warm `make pattern-1`: stack up, one untimed warm-up, then {n} timed run(s)", flush=True)
+    print(f"3/9 warm `make pattern-1`: stack up, one untimed warm-up, then {n} timed run(s)", flush=True)
     wait_ports_free(bench.ports)
     bench.up(bench.state_dir)
     warmup_s, output = bench.make("pattern-1")
@@ -418,7 +426,7 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
         decisions.append(_decision(output))
         _split(p1, matrix.split_p1, bench.env(bench.state_dir), _result(output), seconds)
         print(f"  run {i + 1}/{n}: {seconds:6.1f} s  decision={decisions[-1]}", flush=True)
-    print(f"4/8 warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each a new logical date", flush=True)
+    print(f"4/9 warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each a new logical date", flush=True)
     warmup2_s, output = bench.make("pattern-2", "ARGS=--date 2026-01-01")
     print(f"  warm-up (untimed): {warmup2_s:6.1f} s  reused={_field(output, 'reused')}", flush=True)
     for i in range(n):
@@ -432,7 +440,7 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
     if p2.extra["reused"] != ["false"] * n:
         p2.notes.append(f"timed runs were not all new pipeline executions: reused={p2.extra['reused']}")
 
-    print(f"5/8 warm `make pattern-3`: one untimed warm-up (workers, deploy), then {n} timed run(s)", flush=True)
+    print(f"5/9 warm `make pattern-3`: one untimed warm-up (workers, deploy), then {n} timed run(s)", flush=True)
     # A fan-out of the same grid and data reuses the finished runs (one logical
     # run): each timed run gets a run key of its own, so each trains anew.
     stamp = time.strftime("%Y%m%dT%H%M%S")
@@ -456,17 +464,7 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
     extra = statistics.median(p3_deployed.samples) - statistics.median(p3_direct.samples)
     p3_deployed.notes.append(f"median overhead of the deployment path: {extra:.1f} s per run")
     print(f"  direct {overhead['direct_s']}  deployed {overhead['deployment_s']}", flush=True)
-    print(
-        f"7/8 side by side: a {matrix.workload.N}-task chain and a {matrix.workload.N}-way fan-out as plain Python, "
-        f"Prefect, Airflow, KFP and Metaflow, {n} interleaved round(s)",
-        flush=True,
-    )
-    try:
-        compared["side_by_side"] = matrix.side_by_side(
-            bench.env(bench.state_dir), bench.tmp / "side-by-side", n, bench.timeout, log=_log
-        )
-    except matrix.MatrixError as exc:
-        raise BenchError(str(exc), exc.output) from None
+    compare(bench, compared)
     down.samples.append(bench.down(bench.state_dir))
 
     kinds = sorted(set(decisions))
@@ -484,12 +482,38 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
     return [cold, warm, p1, p2, p3, p3_direct, p3_deployed, p4, down]
 
 
+def compare(bench: Bench, compared: dict[str, object]) -> None:
+    """Steps 7 and 8, on the running stack: the tools side by side, then Dagster's
+    and Flyte's strengths."""
+    n = bench.repeat
+    names = ", ".join(r.name for r in matrix.RUNNERS)
+    print(
+        f"7/9 side by side: a {matrix.workload.N}-task chain and a {matrix.workload.N}-way fan-out in each runner "
+        f"({names}), {n} interleaved round(s)",
+        flush=True,
+    )
+    try:
+        compared["side_by_side"] = matrix.side_by_side(
+            bench.env(bench.state_dir), bench.tmp / "side-by-side", n, bench.timeout, log=_log
+        )
+        print(
+            f"8/9 strengths: Dagster's typed contract ({len(matrix.DAGSTER_CASES)} cases) and Flyte's dynamic "
+            f"fan-out (rows {', '.join(map(str, matrix.FLYTE_ROWS))}), {n} round(s)",
+            flush=True,
+        )
+        compared["strengths"] = matrix.strengths(
+            bench.env(bench.state_dir), bench.tmp / "strengths", n, bench.timeout, log=_log
+        )
+    except matrix.MatrixError as exc:
+        raise BenchError(str(exc), exc.output) from None
+
+
 def p4_cycle(bench: Bench, p4: Measure) -> None:
     """Pattern 4's whole CD cycle. Each timed run claims a new commit (P4_GIT_SHA),
     so every stage does its work: a new snapshot, a redeploy to a new version,
     a new retraining and batch-score run. Stage times come from the output."""
     n = bench.repeat
-    print(f"6/8 warm `make pattern-4`: one untimed warm-up, then {n} timed run(s), each a new release", flush=True)
+    print(f"6/9 warm `make pattern-4`: one untimed warm-up, then {n} timed run(s), each a new release", flush=True)
     warmup_s, _ = bench.make("pattern-4", f"P4_GIT_SHA={secrets.token_hex(20)}")
     print(f"  warm-up (untimed): {warmup_s:6.1f} s", flush=True)
     for i in range(n):
@@ -622,6 +646,10 @@ def _int_env(name: str, default: int) -> int:
 def main() -> int:
     repeat = _int_env("BENCH_REPEAT", 3)
     timeout = _int_env("BENCH_TIMEOUT", 600)
+    only = os.environ.get("BENCH_ONLY", "").strip()
+    if only not in ("", "matrix"):
+        raise SystemExit(f"error: BENCH_ONLY={only!r}: leave it unset (everything) or set it to `matrix`")
+    only_matrix = only == "matrix"
 
     def _terminate(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)  # unwinds through `finally`: the stack is stopped
@@ -640,9 +668,16 @@ def main() -> int:
         print("preparing environments (`make setup`, untimed)", flush=True)
         bench.make("setup")
         compared: dict[str, object] = {}
-        measures = run(bench, compared)
+        if only_matrix:
+            print("BENCH_ONLY=matrix: steps 1-6 skipped; the stack started untimed for the runners", flush=True)
+            bench.up(bench.state_dir)
+            compare(bench, compared)
+            bench.down(bench.state_dir)
+            measures = []
+        else:
+            measures = run(bench, compared)
         print(
-            f"8/8 a fresh environment per tool group: `uv sync --locked` into a new folder, {repeat} time(s) "
+            f"9/9 a fresh environment per tool group: `uv sync --locked` into a new folder, {repeat} time(s) "
             "with uv's cache, once with an empty cache",
             flush=True,
         )
@@ -661,10 +696,12 @@ def main() -> int:
 
     summaries = [m.summary() for m in measures]
     report = render(summaries, info, repeat)
-    print("\n" + report)
+    if not only_matrix:
+        print("\n" + report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     data = {
+        "only": only or "everything",
         "repeat": repeat,
         "timeout_s": timeout,
         "machine": info,
@@ -673,6 +710,9 @@ def main() -> int:
         **compared,
     }
     (RESULTS / f"{stamp}.json").write_text(json.dumps(data, indent=2) + "\n")
+    if only_matrix:  # no stack or pattern measure: latest.md keeps the last full run's
+        print(f"written: {RESULTS / (stamp + '.json')}")
+        return 0
     (RESULTS / "latest.md").write_text(report)
     print(f"written: {RESULTS / (stamp + '.json')} and {RESULTS / 'latest.md'}")
     return 0

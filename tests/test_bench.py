@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,20 @@ import matrix  # noqa: E402
 import report  # noqa: E402
 
 ROUNDS = 50  # a tiny workload: each task a few microseconds of SHA-256
+
+
+def test_each_bench_environment_is_locked_installed_and_measured() -> None:
+    """Dagster and Flyte have environments of their own (bench/envs/): each locked,
+    installed by `make setup` and `make test`, and in the setup-cost table."""
+    envs = sorted(p for p in (REPO / "bench" / "envs").iterdir() if p.is_dir())
+    assert [p.name for p in envs] == ["dagster", "flyte"]
+    makefile = (REPO / "Makefile").read_text()
+    for env in envs:
+        name = tomllib.loads((env / "pyproject.toml").read_text())["project"]["name"]
+        assert name in {p["name"] for p in tomllib.loads((env / "uv.lock").read_text())["package"]}
+        assert makefile.count(f"sync --locked --project $(BENCH_ENVS)/{env.name}") == 2, env.name  # setup, test
+        assert env in matrix.ENVIRONMENTS.values()
+        assert matrix.runner_named(env.name).project == env
 
 
 def test_union_counts_parallel_time_once() -> None:
@@ -48,6 +63,52 @@ def test_the_workload_depends_on_every_task() -> None:
 def side_by_side(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict:
     env = stack.env | {"BENCH_ROUNDS": str(ROUNDS)}
     return matrix.side_by_side(env, tmp_path_factory.mktemp("side-by-side"), repeat=1, timeout=600, log=print)
+
+
+@pytest.fixture(scope="module")
+def strengths(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Dagster's and Flyte's demos, once, on the tiny workload (no stack needed)."""
+    base = {"PATH": "/usr/bin:/bin", "S3_ENDPOINT_URL": "", "BENCH_ROUNDS": str(ROUNDS)}
+    return matrix.strengths(base, tmp_path_factory.mktemp("strengths"), repeat=1, timeout=600, log=print)
+
+
+def test_dagster_rejects_a_bad_value_before_the_downstream_step(strengths: dict) -> None:
+    cases = {c["case"]: c for c in strengths["dagster_contract"]}
+    assert set(cases) == set(matrix.DAGSTER_CASES)
+    good = cases["good"]
+    assert good["success"] and good["fit_ran"] and good["steps_succeeded"] == ["fit", "readings"], good
+    for bad in ("wrong_type", "out_of_contract"):
+        case = cases[bad]
+        assert not case["success"] and case["failed_step"] == "readings", case
+        assert case["steps_started"] == ["readings"] and not case["fit_ran"], case  # fit never started
+        assert case["error"].startswith("DagsterTypeCheckDidNotPass"), case
+    assert "reading(s) not a finite float in [0, 1000]" in cases["out_of_contract"]["error"]
+    # The control: the same bad value from an untyped asset reaches `fit`, which then fails.
+    control = cases["untyped"]
+    assert control["fit_ran"] and control["failed_step"] == "fit" and not control["success"], control
+    assert all(c["claim_holds"] for c in cases.values())
+
+
+def test_flyte_fans_out_as_many_tasks_as_the_data_decides(strengths: dict) -> None:
+    runs = {r["rows"]: r for r in strengths["flyte_dynamic"]}
+    assert set(runs) == set(matrix.FLYTE_ROWS)
+    for rows, run in runs.items():
+        chunks = -(-rows // 1000)
+        assert run["chunks_decided_at_run_time"] == chunks and run["step_tasks_run"] == chunks, run
+        assert run["result_is_plain_pythons"] and run["claim_holds"], run
+    # A static workflow cannot loop over a value it only gets at run time.
+    assert not strengths["flyte_static_workflow"].startswith("no error"), strengths["flyte_static_workflow"]
+
+
+def test_the_demos_refuse_bad_arguments() -> None:
+    for name, script, args in (
+        ("dagster", "dagster_contract.py", ["no-such-case"]),
+        ("flyte", "flyte_dynamic.py", ["0"]),
+        ("flyte", "flyte_dynamic.py", []),
+    ):
+        with pytest.raises(matrix.MatrixError, match="failed with exit code") as info:
+            matrix._json_lines(matrix.runner_named(name), script, args, {"PATH": "/usr/bin:/bin"}, 120)
+        assert "usage: python" in info.value.output, info.value.output
 
 
 @pytest.mark.stack
@@ -100,16 +161,20 @@ def test_a_pattern_run_splits_into_parts_that_add_up(stack: Stack) -> None:
 
 
 @pytest.mark.stack
-def test_report_renders_markdown_and_png(side_by_side: dict, tmp_path: Path) -> None:
+def test_report_renders_markdown_and_png(side_by_side: dict, strengths: dict, tmp_path: Path) -> None:
     data = {
         "repeat": 1,
         "machine": {"date_utc": "now", "commit": "test", "nproc": 2, "cpu": "", "mem_total_gib": 1, "python": "3"},
         "measures": [],
         "side_by_side": side_by_side,
+        "strengths": strengths,
     }
     markdown = report.render(data, None, tmp_path / "result.json")
     for runner in matrix.RUNNERS:
         assert runner.title in markdown
+    assert "## Dagster's and Flyte's claims, run locally" in markdown
+    assert "| a CSV string where the list is declared | failed | readings | no | DagsterTypeCheckDidNotPass" in markdown
+    assert "| 50,000 | 50 | 50 | yes |" in markdown
     plain = next(r for r in side_by_side["rows"] if r["runner"] == "prefect" and r["shape"] == "chain")
     assert f"| {plain['run_s']:.2f} |" in markdown
     target = tmp_path / "matrix.png"
