@@ -173,12 +173,11 @@ def airflow_db(base: dict[str, str], tmp: Path, timeout: float) -> float:
     return took
 
 
-def run_runner(runner: Runner, shape: str, env: dict[str, str], timeout: float) -> dict[str, object]:
-    """One run of one runner: its JSON report plus the process's wall clock, its result checked."""
-    t0 = time.perf_counter()
+def _run(runner: Runner, script: Path, args: list[str], env: dict[str, str], timeout: float, what: str):
+    """One process in the runner's environment; raise with its output unless it exits 0."""
     try:
         done = subprocess.run(
-            [str(runner.python), str(runner.script), shape],
+            [str(runner.python), str(script), *args],
             env=env,
             cwd=RUNNERS_DIR,
             capture_output=True,
@@ -186,12 +185,17 @@ def run_runner(runner: Runner, shape: str, env: dict[str, str], timeout: float) 
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
-        raise MatrixError(f"the {runner.name} runner ({shape}) did not finish in {timeout:.0f} s") from exc
-    wall = time.perf_counter() - t0
+        raise MatrixError(f"{what} did not finish in {timeout:.0f} s") from exc
     if done.returncode != 0:
-        raise MatrixError(
-            f"the {runner.name} runner ({shape}) failed with exit code {done.returncode}", done.stdout + done.stderr
-        )
+        raise MatrixError(f"{what} failed with exit code {done.returncode}", done.stdout + done.stderr)
+    return done
+
+
+def run_runner(runner: Runner, shape: str, env: dict[str, str], timeout: float) -> dict[str, object]:
+    """One run of one runner: its JSON report plus the process's wall clock, its result checked."""
+    t0 = time.perf_counter()
+    done = _run(runner, runner.script, [shape], env, timeout, f"the {runner.name} runner ({shape})")
+    wall = time.perf_counter() - t0
     report = check_report(runner, shape, done.stdout, int(env.get("BENCH_ROUNDS") or workload.ROUNDS))
     return report | {"wall_s": round(wall, 4)}
 
@@ -268,24 +272,12 @@ FLYTE_ROWS = (2_000, 10_000, 50_000)  # 2, 10 and 50 chunks of 1,000 rows, decid
 
 
 def _json_lines(runner: Runner, script: str, args: list[str], env: dict[str, str], timeout: float) -> list[dict]:
-    try:
-        done = subprocess.run(
-            [str(runner.python), str(RUNNERS_DIR / script), *args],
-            env=env,
-            cwd=RUNNERS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise MatrixError(f"{script} {' '.join(args)} did not finish in {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        output = done.stdout + done.stderr
-        raise MatrixError(f"{script} {' '.join(args)} failed with exit code {done.returncode}", output)
+    what = f"{script} {' '.join(args)}"
+    done = _run(runner, RUNNERS_DIR / script, args, env, timeout, what)
     try:
         return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     except json.JSONDecodeError:
-        raise MatrixError(f"{script} {' '.join(args)} printed a line that is not JSON", done.stdout) from None
+        raise MatrixError(f"{what} printed a line that is not JSON", done.stdout) from None
 
 
 def dagster_contract_holds(case: dict) -> bool:
