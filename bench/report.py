@@ -274,7 +274,9 @@ def render(data: dict, compose: dict | None, source: Path) -> str:
         [
             "# Measured decision matrix",
             "",
-            f"`make bench` (BENCH_REPEAT={data['repeat']}, medians), {info['date_utc']}, commit {info['commit']}, "
+            f"`{'make bench-matrix' if data.get('only') == 'matrix' else 'make bench'}` "
+            f"(BENCH_REPEAT={data['repeat']}, medians), "
+            f"{info['date_utc']}, commit {info['commit']}, "
             f"on {info['nproc']} cores ({info['cpu'] or 'cpu unknown'}), {info['mem_total_gib']} GiB, "
             f"Python {info['python']}. Source: `bench/results/{source.name}`.",
             *(
@@ -335,7 +337,7 @@ def plot(data: dict, target: Path) -> None:
     left.set_yscale("log")
     left.set_ylabel("overhead per task, ms (median, log scale)")
     left.set_title("Orchestration overhead per task, same work")
-    left.legend()
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small")
     names, parts = [], {"cd_stages_s": [], "startup_exit_s": [], "orchestration_s": [], "work_s": []}
     for key, title in PATTERN_KEYS.items():
         splits = m.get(key, {}).get("split") or []
@@ -355,7 +357,8 @@ def plot(data: dict, target: Path) -> None:
         if any(values):
             right.barh(names, values, left=bottom, label=labels[part])
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    right.set_title("Each pattern's warm run")
+    borrowed = data.get("measures_from")
+    right.set_title("Each pattern's warm run" + (f" ({borrowed['date_utc'][:16]} UTC run)" if borrowed else ""))
     if names:
         right.invert_yaxis()
         right.set_xlabel("seconds (median warm run)")
@@ -363,7 +366,8 @@ def plot(data: dict, target: Path) -> None:
     else:
         right.text(0.5, 0.5, "no pattern run was split", ha="center", va="center", transform=right.transAxes)
     info = data["machine"]
-    fig.suptitle(f"make bench, {info['date_utc'][:16]} UTC, {info['nproc']} cores, commit {info['commit']}")
+    kind = "make bench-matrix" if data.get("only") == "matrix" else "make bench"
+    fig.suptitle(f"{kind}, {info['date_utc'][:16]} UTC, {info['nproc']} cores, commit {info['commit']}")
     fig.tight_layout()
     fig.savefig(target, dpi=110)
     plt.close(fig)
