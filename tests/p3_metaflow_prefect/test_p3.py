@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import PATTERNS, Stack, free_port, parse_result, wait_for
+from conftest import PATTERNS, Stack, finish, free_port, parse_result, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -140,7 +140,7 @@ def test_killed_worker_crashes_its_run_and_a_resubmission_completes_elsewhere(st
         victim = wait_for(lambda: _worker_running_train_step(workers), 300, "a worker running a train step", process)
         name, pid = victim
         os.kill(pid, signal.SIGKILL)
-        output, _ = process.communicate(timeout=600)
+        output = finish(process, "the fan-out", timeout=600)
     assert process.returncode == 0, output[-5000:]
     result = parse_result(output)
     assert result["runs"] == "2"
