@@ -278,7 +278,7 @@ bench-local: _uv ## The local tier's benchmarks and the tools side by side (no D
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/report.py
 
-bench-matrix: _uv ## Only the tools side by side (incl. Dagster, Flyte), their strengths and installs (~15 min), then the matrix
+bench-matrix: _uv ## Only the tools side by side (incl. Dagster, Flyte), their strengths and installs (~10 min), then the matrix
 	BENCH_ONLY=matrix $(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/report.py
 
