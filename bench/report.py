@@ -56,15 +56,16 @@ def load(path: Path | None = None) -> tuple[dict, dict | None, Path]:
     if not data.get("measures"):
         # A `make bench-matrix` run (BENCH_ONLY=matrix): the stack and pattern
         # figures come from the newest full run, named in the report.
-        full = [p for p in sorted(RESULTS.glob("2*.json")) if json.loads(p.read_text()).get("measures")]
-        if full:
-            borrowed = json.loads(full[-1].read_text())
-            data["measures"] = borrowed["measures"]
-            data["measures_from"] = {
-                "file": full[-1].name,
-                "date_utc": borrowed["machine"]["date_utc"],
-                "commit": borrowed["machine"]["commit"],
-            }
+        for full in sorted(RESULTS.glob("2*.json"), reverse=True):
+            borrowed = json.loads(full.read_text())
+            if borrowed.get("measures"):
+                data["measures"] = borrowed["measures"]
+                data["measures_from"] = {
+                    "file": full.name,
+                    "date_utc": borrowed["machine"]["date_utc"],
+                    "commit": borrowed["machine"]["commit"],
+                }
+                break
     compose_path = newest("compose-*.json")
     compose = json.loads(compose_path.read_text()) if compose_path else None
     return data, compose, path
