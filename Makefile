@@ -228,16 +228,7 @@ endif
 .PHONY: test test-compose test-all lint bench bench-local bench-matrix bench-compose
 test-all: test _test-reliability-only test-compose ## Every test: `make test`, the restart/double-trigger tests, `make test-compose` (.ci/run)
 
-test: _uv ## Run the test suite on the local tier (starts its own stack on free ports)
-	$(UV) sync --locked --project $(ROOT)
-	$(UV) sync --locked --project $(ROOT)/infra/local
-	$(UV) sync --locked --project $(P1)
-	$(UV) sync --locked --project $(P2)
-	$(UV) sync --locked --project $(P2)/pipeline
-	$(UV) sync --locked --project $(P3)
-	$(UV) sync --locked --project $(P4)
-	$(UV) sync --locked --project $(BENCH_ENVS)/dagster
-	$(UV) sync --locked --project $(BENCH_ENVS)/flyte
+test: setup ## Run the test suite on the local tier (starts its own stack on free ports)
 	@rc=0; $(UV) run --locked --project $(ROOT) pytest $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc

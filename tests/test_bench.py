@@ -5,6 +5,7 @@ and the report renders. Correctness only: speed lives in `make bench`, never her
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -27,10 +28,12 @@ def test_each_bench_environment_is_locked_installed_and_measured() -> None:
     envs = sorted(p for p in (REPO / "bench" / "envs").iterdir() if p.is_dir())
     assert [p.name for p in envs] == ["dagster", "flyte"]
     makefile = (REPO / "Makefile").read_text()
+    [setup] = re.findall(r"^setup: .*\n((?:\t.*\n)+)", makefile, re.M)
+    assert re.search(r"^test: setup\b", makefile, re.M), "make test no longer installs what make setup does"
     for env in envs:
         name = tomllib.loads((env / "pyproject.toml").read_text())["project"]["name"]
         assert name in {p["name"] for p in tomllib.loads((env / "uv.lock").read_text())["package"]}
-        assert makefile.count(f"sync --locked --project $(BENCH_ENVS)/{env.name}") == 2, env.name  # setup, test
+        assert f"\t$(UV) sync --locked --project $(BENCH_ENVS)/{env.name}\n" in setup, env.name  # and so in test
         assert env in matrix.ENVIRONMENTS.values()
         assert matrix.runner_named(env.name).project == env
 
