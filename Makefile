@@ -153,6 +153,10 @@ ifneq ($(STACK),compose)
 endif
 
 pattern-4: _uv ## GitHub Actions' CD cycle for Prefect, locally: lint, test, build, deploy, run, verify
+ifeq ($(STACK)-$(P4_BUILD),compose-image)
+	@echo "error: P4_BUILD=image runs on the local tier, where a Docker worker on this host runs the image" >&2; \
+	  echo "  fix: drop STACK=compose (the compose tier's worker container runs source releases)" >&2; exit 2
+endif
 	@$(call stack_up,p4)
 	@echo "== pattern 4, stage 1/5: lint" && $(MAKE) --no-print-directory p4-lint
 	@echo "== pattern 4, stage 2/5: test" && $(MAKE) --no-print-directory p4-test
@@ -168,8 +172,13 @@ p4-lint: _uv ## Pattern 4 lint stage: ruff check and format check of the pattern
 p4-test: _uv ## Pattern 4 test stage: the pattern's unit tests (no server)
 	@$(P4_RUN) pytest -q
 
-p4-build: _uv ## Pattern 4 build stage: an image if Docker answers, else a source snapshot; then push
+p4-build: _uv ## Pattern 4 build stage: an image where one can be built (P4_BUILD=image: air-gapped here), else source; push
+ifeq ($(P4_BUILD),image)
+	@docker info >/dev/null 2>&1 || $(UV) sync --locked --quiet --project $(ROOT)  # compose.sh starts an engine
+	@eval "$$($(COMPOSE_SH) p4-image-env)" && $(P4_RUN) python release.py build
+else
 	@$(P4_RUN) python release.py build
+endif
 
 p4-validate: _uv ## Pattern 4 dry run: check every deployment in prefect.yaml, deploy nothing
 	@$(P4_RUN) python release.py validate
@@ -180,12 +189,13 @@ p4-deploy: _uv ## Pattern 4 deploy stage: `prefect deploy --all` from prefect.ya
 p4-run: _uv ## Pattern 4 run stage: run p4-retrain and p4-batch-score, wait, verify the model
 	@$(P4_RUN) python release.py run
 
-p4-worker: _uv ## Start a Prefect worker for pattern 4's work pool (idempotent; compose: a container)
+p4-worker: _uv ## Start a worker for the last build's pool (idempotent): p4-worker, or p4-docker-worker for an image
 	@$(call stack_up,p4)
 ifneq ($(STACK),compose)
 	@$(UV) sync --locked --quiet --project $(P4)
-	@$(STACK_PY) add p4-worker --cwd $(P4) \
-	  --pass-env 'PREFECT_API_URL,S3_*,P4_*,DO_NOT_TRACK' -- $(P4)/.venv/bin/python $(P4)/worker.py '{name}'
+	@kind=$$($(P4_RUN) python worker.py --which | cut -d' ' -f1) && \
+	  $(STACK_PY) add $$([ "$$kind" = docker ] && echo p4-docker-worker || echo p4-worker) --cwd $(P4) \
+	  --pass-env 'PREFECT_API_URL,S3_*,P4_*,DO_NOT_TRACK,DOCKER_*' -- $(P4)/.venv/bin/python $(P4)/worker.py '{name}'
 endif
 
 ##@ kind tier (Kubernetes + KFP standalone; needs Docker; run by .github/workflows/e2e-kind.yml)
@@ -225,7 +235,7 @@ endif
 	@UV=$(UV) $(UV) run --locked --quiet --project $(ROOT) python $(ROOT)/infra/lineage/lineage.py '$(ID)' $(if $(ID_KIND),--kind $(ID_KIND))
 
 ##@ Quality
-.PHONY: test test-compose test-all lint bench bench-local bench-matrix bench-compose
+.PHONY: test test-compose test-all lint bench bench-local bench-matrix bench-compose bench-p4-image
 test-all: test _test-reliability-only test-compose ## Every test: `make test`, the restart/double-trigger tests, `make test-compose` (.ci/run)
 
 test: setup ## Run the test suite on the local tier (starts its own stack on free ports)
@@ -233,13 +243,14 @@ test: setup ## Run the test suite on the local tier (starts its own stack on fre
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
 
-test-compose: _uv ## Run the compose tier for real: its own project on free ports, patterns 1-4, restarts, down
+test-compose: _uv ## Run the compose tier for real (patterns 1-4, restarts, down) and pattern 4's image path on Docker
 	$(UV) sync --locked --project $(ROOT)
 	$(UV) sync --locked --project $(P1)
 	$(UV) sync --locked --project $(P2)
 	$(UV) sync --locked --project $(P3)
 	$(UV) sync --locked --project $(P4)
-	@rc=0; $(UV) run --locked --project $(ROOT) pytest -m compose $(ROOT)/tests/compose $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(UV) run --locked --project $(ROOT) pytest -m 'compose or docker' $(ROOT)/tests/compose \
+	  $(ROOT)/tests/p4_github_actions_prefect $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
 
@@ -260,9 +271,10 @@ lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema chec
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) zizmor --offline --no-progress .github/workflows
 
-bench: _uv ## Benchmarks and the measured decision matrix (bench/results/decision-matrix.md + .png): local, then compose
+bench: _uv ## Benchmarks and the measured decision matrix (bench/results/decision-matrix.md + .png): local, compose, p4 image
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/run.py
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/compose.py
+	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/p4_image.py
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/report.py
 
 bench-local: _uv ## The local tier's benchmarks and the tools side by side (no Docker), then the decision matrix
@@ -275,6 +287,9 @@ bench-matrix: _uv ## Only the tools side by side (incl. Dagster, Flyte), their s
 
 bench-compose: _uv ## Benchmark the compose tier: `make up STACK=compose` to healthy, cached and from nothing
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/compose.py
+
+bench-p4-image: _uv ## Pattern 4's cycle side by side: source, image on a cached base, image from nothing (Docker)
+	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/p4_image.py
 
 .PHONY: _p3-overhead
 _p3-overhead: p3-workers

@@ -209,7 +209,7 @@ class Bench:
         env.update({f"P4_{k}": v for k, v in endpoints.items() if k != "MLFLOW_TRACKING_URI"})
         env["P4_STATE_DIR"] = str(self.tmp / "p4-state")
         # The local tier's cycle: a source release, even where a Docker engine
-        # answers (the compose tier starts one); bench/compose.py measures compose.
+        # answers; bench/p4_image.py times the image builds beside it.
         env["P4_BUILD"] = "source"
         env["STACK"] = "local"
         return env

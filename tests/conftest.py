@@ -268,8 +268,8 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         MLFLOW_DISABLE_TELEMETRY="true",
         DO_NOT_TRACK="true",
         # Pattern 4: its build records and published snapshots in the test's
-        # state, and always a source build: image builds (Docker) run in
-        # .github/workflows/p4-cd.yml, where the engine and base images exist.
+        # state, and a source build unless a test asks for the image
+        # (tests/p4_github_actions_prefect/test_p4_image.py, marker `docker`).
         P4_STATE_DIR=str(state_dir / "p4"),
         P4_BUILD="source",
     )

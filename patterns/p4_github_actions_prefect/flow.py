@@ -98,8 +98,8 @@ def retrain(
     card = publish(
         model,
         origin
+        | where_this_runs()
         | {
-            "artifact": _release_artifact(),
             "code_dir": str(PATTERN_DIR),
             "data_file": data_file,
             "data_sha256": data.sha256,
@@ -114,6 +114,7 @@ def retrain(
         markdown=(
             f"### Model published\n\n| field | value |\n|---|---|\n| release | `{card['release']}` |\n"
             f"| git commit | `{card['git_sha']}` |\n| built as | `{card['artifact']}` |\n"
+            f"| image id | `{card['image_id'] or '-'}` |\n"
             f"| data sha256 | `{card['data_sha256'][:16]}…` |\n| accuracy | {metrics['accuracy']} |\n"
             f"| f1 (macro) | {metrics['f1_macro']} |\n| model | `{card['model_url']}` |\n"
         ),
@@ -123,9 +124,17 @@ def retrain(
     return card
 
 
-def _release_artifact() -> str:
-    """What the run's code came from: the image (Docker pools) or the source snapshot."""
-    return os.environ.get("P4_RELEASE_ARTIFACT", "working copy (ad hoc run)")
+def where_this_runs() -> dict[str, Any]:
+    """What the run's code came from: the image (Docker pools) or the source
+    snapshot. P4_IMAGE_RELEASE is baked into the image (and only there);
+    P4_IMAGE_ID and P4_RELEASE_ARTIFACT come from the deployment."""
+    return {
+        "artifact": os.environ.get("P4_RELEASE_ARTIFACT", "working copy (ad hoc run)"),
+        "image_id": os.environ.get("P4_IMAGE_ID") or None,
+        "image_release": os.environ.get("P4_IMAGE_RELEASE"),
+        "uid": os.getuid(),
+        "python": sys.executable,
+    }
 
 
 # ## Batch scoring

@@ -11,10 +11,12 @@ this folder has uncommitted changes, or `src.<hash>` outside git). It is the
 image tag, the deployment version, a tag on every flow run and a field of the
 model card, so every run and model traces back to a commit.
 
-There are two kinds of build, chosen by P4_BUILD (auto: image when a Docker
-engine answers):
-- image:  `docker build` of ./Dockerfile tagged <P4_IMAGE_REPO>:<release>,
-          pushed to its registry; workers of a Docker or Kubernetes pool run it.
+There are two kinds of build, chosen by P4_BUILD (auto: image when that build
+can succeed here, i.e. Docker answers and the base image is on the engine or
+its registry answers; otherwise source, and it says why):
+- image:  `docker build` of ./Dockerfile tagged <P4_IMAGE_REPO>:<release>
+          (image.py), pushed to its registry or kept on this engine; workers of
+          a Docker or Kubernetes pool run it.
 - source: a snapshot of this folder's code and data, published read-only to
           P4_RELEASE_DIR/<release>/; a process worker runs the flows from it.
 prefect.yaml calls `build_step` and `push_step` below as its build and push
@@ -40,11 +42,11 @@ from typing import Any
 
 import yaml
 
+import image as docker_image
 from errors import P4Error
 from settings import PATTERN_DIR, P4Settings, load_settings
 
 PREFECT_FILE = PATTERN_DIR / "prefect.yaml"
-IMAGE_CODE_DIR = "/opt/prefect/p4"  # WORKDIR in ./Dockerfile
 # What a release contains: everything a flow run needs, nothing a developer left around.
 RELEASE_FILES = ("*.py", "prefect.yaml", "pyproject.toml", "uv.lock", "Dockerfile", ".dockerignore", "data/*.csv")
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -97,31 +99,28 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def docker_answers() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
-
-
-def resolve_mode(settings: P4Settings) -> str:
-    if settings.build != "auto":
-        if settings.build == "image" and not docker_answers():
-            raise P4Error(
-                "P4_BUILD=image but no Docker engine answers `docker info`",
-                "start Docker, or set P4_BUILD=source (or auto) to ship a source snapshot instead",
-            )
-        return settings.build
-    return "image" if docker_answers() else "source"
+def resolve_mode(settings: P4Settings, release: Release | None = None) -> str:
+    """image or source. auto picks an image only where its build can succeed
+    (image.buildable) and says which it chose and why; an explicit image that
+    cannot be built is an error naming the reason."""
+    if settings.build == "source":
+        return "source"
+    release = release or identify(settings)
+    verdict = docker_image.buildable(settings, f"{settings.image_repo}:{release.id}")
+    if settings.build == "image":
+        if not verdict.ok:
+            raise P4Error(f"P4_BUILD=image, but {verdict.why}", verdict.fix)
+        return "image"
+    mode = "image" if verdict.ok else "source"
+    say(f"build: P4_BUILD=auto chose {mode.upper()}: {verdict.why}")
+    return mode
 
 
 # ## Build and push
 def build(settings: P4Settings) -> dict[str, Any]:
     """Build this release (idempotent) and record what was built."""
     release = identify(settings)
-    mode = resolve_mode(settings)
+    mode = resolve_mode(settings, release)
     out: dict[str, Any] = {
         "release": release.id,
         "git_sha": release.git_sha or "none",
@@ -130,33 +129,24 @@ def build(settings: P4Settings) -> dict[str, Any]:
         "mode": mode,
         "work_pool": settings.pool_for(mode),
         "image": None,
+        "image_id": "",
         "artifact": None,
     }
     if mode == "image":
         image = f"{settings.image_repo}:{release.id}"
-        if _docker_ok("image", "inspect", image):
+        if docker_image.exists(image):
             say(f"build: image {image} already built")
         else:
-            say(f"build: docker build -t {image} (Docker answered)")
-            _docker(
-                "build",
-                "--tag",
-                image,
-                "--label",
-                f"org.opencontainers.image.revision={release.git_sha or 'none'}",
-                "--build-arg",
-                f"P4_RELEASE={release.id}",
-                str(PATTERN_DIR),
-            )
-        out |= {"image": image, "artifact": image}
+            docker_image.build(settings, image, release.id, release.git_sha)
+        out |= {"image": image, "image_id": docker_image.image_id(image), "artifact": image}
     else:
         snapshot = settings.state_dir / "build" / release.id
         if (snapshot / "RELEASE.json").is_file():
             say(f"build: source snapshot {snapshot} already built")
         else:
             say(
-                "build: no Docker engine answers (or P4_BUILD=source), so this release is a SOURCE "
-                "snapshot, not an image: a process worker runs it with its own Python environment"
+                f"build: P4_BUILD={settings.build}: this release is a SOURCE snapshot, not an image: "
+                "a process worker runs it with its own Python environment"
             )
             _write_snapshot(release, snapshot)
         out |= {"snapshot": str(snapshot), "artifact": f"source:{release.id}"}
@@ -181,13 +171,11 @@ def push(settings: P4Settings, built: dict[str, Any]) -> dict[str, Any]:
     folder a flow run's pull step moves into."""
     if built["mode"] == "image":
         image = built["image"]
+        out = {"code_dir": docker_image.CODE_DIR, "pushed": settings.push_image, "digest": ""}
         if settings.push_image:
-            _registry_login(image)
-            say(f"push: docker push {image}")
-            _docker("push", image)
+            out["digest"] = docker_image.push(image)
         else:
             say(f"push: {image} stays on this Docker engine (P4_PUSH={settings.push}); only workers here can run it")
-        out = {"code_dir": IMAGE_CODE_DIR, "pushed": settings.push_image}
     else:
         published = settings.releases / built["release"]
         manifest = published / "RELEASE.json"
@@ -209,32 +197,6 @@ def push(settings: P4Settings, built: dict[str, Any]) -> dict[str, Any]:
         out = {"code_dir": str(published), "pushed": True}
     _record(settings, built | out)
     return out
-
-
-def _registry_login(image: str) -> None:
-    """Log in to the image's registry when CI hands over a token (never echoed)."""
-    token = os.environ.get("P4_REGISTRY_TOKEN")
-    if not token:
-        return  # already logged in (docker/login-action, `docker login`) or a registry without auth
-    registry = image.split("/", 1)[0]
-    user = os.environ.get("P4_REGISTRY_USER") or os.environ.get("GITHUB_ACTOR") or "token"
-    subprocess.run(
-        ["docker", "login", registry, "--username", user, "--password-stdin"],
-        input=token,
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-
-
-def _docker(*args: str) -> None:
-    result = subprocess.run(["docker", *args])
-    if result.returncode != 0:
-        raise P4Error(f"`docker {args[0]}` failed (exit {result.returncode})", "read Docker's output above")
-
-
-def _docker_ok(*args: str) -> bool:
-    return subprocess.run(["docker", *args], capture_output=True).returncode == 0
 
 
 def _mkdir(path: Path) -> Path:
@@ -389,6 +351,11 @@ def ensure_work_pool(settings: P4Settings, name: str, mode: str) -> None:
             f"work pool {name!r} is of type {pool.type!r}, but a source release needs a process pool",
             "set P4_WORK_POOL to a process pool, or build an image (P4_BUILD=image)",
         )
+    if mode == "image" and pool.type == "process":
+        raise P4Error(
+            f"work pool {name!r} is a process pool, but an image release needs a Docker or Kubernetes pool",
+            "set P4_WORK_POOL to such a pool, or ship a source release (P4_BUILD=source)",
+        )
 
 
 def _docker_pool_template(settings: P4Settings) -> dict[str, Any]:
@@ -408,6 +375,7 @@ def _docker_pool_template(settings: P4Settings) -> dict[str, Any]:
         props["env"]["default"] = settings.s3_env() | settings.flow_run_env()
         if not settings.push_image:
             props["image_pull_policy"]["default"] = "Never"
+        props["auto_remove"]["default"] = True  # the run's logs are in Prefect; no exited containers pile up
     return template
 
 
@@ -519,9 +487,15 @@ def run(settings: P4Settings) -> dict[str, Any]:
     store.check()
     retrain_run, new = run_and_wait(settings, settings.run_deployment, release)
     card = store.card(release, str(retrain_run.id))
+    expected = {"release": release, "flow_run_id": str(retrain_run.id), "git_sha": built["git_sha"]}
+    # An image release ran in that image: the card names its id (from the
+    # deployment) and the release the image itself carries (from its build).
+    expected["image_id"] = built.get("image_id") or None
+    if built["mode"] == "image":
+        expected["image_release"] = release
     problems = [
         f"card field {key}={card.get(key)!r}, expected {want!r}"
-        for key, want in (("release", release), ("flow_run_id", str(retrain_run.id)), ("git_sha", built["git_sha"]))
+        for key, want in expected.items()
         if card.get(key) != want
     ]
     if not store.exists(card["model_url"]):
@@ -573,6 +547,10 @@ def main(argv: list[str] | None = None) -> int:
             base = settings.prefect_api_url.removesuffix("/api")
             print(f"retrain run     {out['retrain_run'].name}  {base}/runs/flow-run/{out['retrain_run'].id}")
             print(f"model           {out['card']['model_url']}  accuracy={out['card']['metrics']['accuracy']}")
+            if out["mode"] == "image":
+                print(
+                    f"ran in image    {out['card']['artifact']}  {out['card']['image_id']}  (uid {out['card']['uid']})"
+                )
             print(f"batch-score run {out['score_run'].name}  {out['rows']} rows -> {out['predictions']}")
             print(
                 f"Result: pattern=p4 status=ok release={out['release']} mode={out['mode']} "

@@ -46,12 +46,21 @@ class P4Settings(BaseSettings):
     model_bucket: str = Field("p4-models", min_length=3, validation_alias=_env("MODEL_BUCKET"))
 
     # Build and push ----------------------------------------------------------------
-    # image: a container image (Docker must answer); source: a snapshot of this
-    # folder per release that a process worker runs; auto: image if Docker answers.
+    # image: a container image (Docker and a base image must be at hand); source:
+    # a snapshot of this folder per release that a process worker runs; auto:
+    # image when that build can succeed here, else source (it says why).
     build: Literal["auto", "image", "source"] = Field("auto", validation_alias=_env("BUILD"))
     # Image name without tag; the tag is the release (git SHA). Default in GitHub
     # Actions: ghcr.io/<owner>/<repo>/p4-flows; elsewhere a local name.
     image_repo: str = Field(default_factory=_default_image_repo, validation_alias=_env("IMAGE_REPO"))
+    # The image the flow image is built FROM (default: the Dockerfile's ARG
+    # BASE_IMAGE). Where no registry answers: a local Debian bookworm image.
+    base_image: str | None = Field(None, validation_alias=_env("BASE_IMAGE"))
+    # A folder of wheels for the image's packages: the build installs uv.lock's
+    # packages from it only, each checked against the lock's hashes, served on
+    # 127.0.0.1:<wheelhouse_port> while it runs. Unset: from PyPI.
+    wheelhouse: Path | None = Field(None, validation_alias=_env("WHEELHOUSE"))
+    wheelhouse_port: int = Field(18381, ge=1024, le=65535, validation_alias=_env("WHEELHOUSE_PORT"))
     # Push the image: auto pushes when the image name has a registry host
     # (`ghcr.io/...`), false keeps it on this Docker engine (a PR's dry run).
     push: Literal["auto", "true", "false"] = Field("auto", validation_alias=_env("PUSH"))

@@ -1,11 +1,14 @@
 """One Prefect worker for pattern 4's work pool.
 
-    python worker.py p4-worker
+    python worker.py p4-worker    a worker for the pool of the last build here
+    python worker.py --which      print that pool's type and name
 
 A worker polls one work pool and runs each flow run it claims: a process
 pool runs it as a subprocess of this environment (source releases), a Docker
-pool in a container of the release's image. `make pattern-4` starts one under
-the local stack's supervisord. In production the worker runs on your
+pool in a container of the release's image. It serves the pool the last
+build here deployed to (release.json), or, before any build, the pool of the
+build P4_BUILD would choose. `make pattern-4` starts one under the local
+stack's supervisord (p4-worker, or p4-docker-worker for an image). In production the worker runs on your
 infrastructure (or Prefect Cloud's managed pools), not in GitHub Actions: CI
 only deploys and triggers.
 
@@ -18,14 +21,28 @@ import os
 import sys
 from pathlib import Path
 
-from release import resolve_mode
-from settings import load_settings
+from errors import P4Error
+from release import recorded, resolve_mode
+from settings import P4Settings, load_settings
+
+
+def pool_and_type(settings: P4Settings) -> tuple[str, str]:
+    try:
+        built = recorded(settings)
+        mode, pool = built["mode"], built["work_pool"]
+    except P4Error:  # nothing built here yet
+        mode = resolve_mode(settings)
+        pool = settings.pool_for(mode)
+    return pool, "docker" if mode == "image" else "process"
 
 
 def main(argv: list[str]) -> None:
     name = argv[1] if len(argv) > 1 else "p4-worker"
     settings = load_settings()
-    mode = resolve_mode(settings)
+    pool, kind = pool_and_type(settings)
+    if name == "--which":
+        print(kind, pool)
+        return
     bin_dir = Path(sys.executable).parent
     os.environ.update(
         settings.s3_env()
@@ -45,9 +62,9 @@ def main(argv: list[str]) -> None:
         "worker",
         "start",
         "--pool",
-        settings.pool_for(mode),
+        pool,
         "--type",
-        "docker" if mode == "image" else "process",
+        kind,
         "--name",
         f"{name}-pid{os.getpid()}",
         "--limit",
@@ -63,4 +80,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv)
+    try:
+        main(sys.argv)
+    except P4Error as exc:
+        raise SystemExit(exc.render()) from None
