@@ -31,6 +31,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -360,10 +361,12 @@ def ensure_work_pool(settings: P4Settings, name: str, mode: str) -> None:
 
 def _docker_pool_template(settings: P4Settings) -> dict[str, Any]:
     """The Docker worker's default job template, adjusted when the pool is created
-    here. Against a Prefect server on this host (the local stack), containers use
-    the host's network to reach it and S3, get the local stack's development keys,
-    and run an image that was not pushed. A pool you manage (Prefect Cloud) is
-    never changed: configure its networking and credentials there."""
+    here. Against a Prefect server on this host (the local stack), containers
+    reach it and S3 through the host's network (Linux) or host.docker.internal
+    (Docker Desktop, which has no host network; the worker maps the API URL
+    itself), get the local stack's keys, and run an image that was not pushed.
+    A pool you manage (Prefect Cloud) is never changed: configure its
+    networking and credentials there."""
     from urllib.parse import urlsplit
 
     from prefect_docker.worker import DockerWorker
@@ -371,8 +374,12 @@ def _docker_pool_template(settings: P4Settings) -> dict[str, Any]:
     template = DockerWorker.get_default_base_job_template()
     if urlsplit(settings.prefect_api_url).hostname in ("127.0.0.1", "localhost"):
         props = template["variables"]["properties"]
-        props["network_mode"]["default"] = "host"
-        props["env"]["default"] = settings.s3_env() | settings.flow_run_env()
+        env = settings.s3_env() | settings.flow_run_env()
+        if sys.platform == "linux":
+            props["network_mode"]["default"] = "host"
+        else:
+            env = {k: re.sub(r"//(127\.0\.0\.1|localhost)\b", "//host.docker.internal", v) for k, v in env.items()}
+        props["env"]["default"] = env
         if not settings.push_image:
             props["image_pull_policy"]["default"] = "Never"
         props["auto_remove"]["default"] = True  # the run's logs are in Prefect; no exited containers pile up

@@ -114,3 +114,26 @@ def test_the_wheelhouse_is_served_by_the_build_itself_or_the_build_stops(setting
     (wheels / "demo-1.0-py3-none-any.whl").unlink()
     with pytest.raises(P4Error, match="holds no wheels"), image.serve_wheelhouse(s):
         pass
+
+
+@pytest.mark.parametrize("platform", ["linux", "darwin"])
+def test_a_docker_pool_made_here_runs_local_images_that_reach_the_local_stack(settings, monkeypatch, platform):
+    monkeypatch.setattr(release.sys, "platform", platform)
+    s = settings(P4_PREFECT_API_URL="http://127.0.0.1:4200/api", P4_S3_ENDPOINT_URL="http://127.0.0.1:8333")
+    props = release._docker_pool_template(s)["variables"]["properties"]
+    assert props["image_pull_policy"]["default"] == "Never"  # p4-flows:<sha> was never pushed
+    assert props["auto_remove"]["default"] is True
+    env = props["env"]["default"]
+    assert env["P4_MODEL_BUCKET"] == "p4-models" and env["AWS_ACCESS_KEY_ID"] == s.s3_access_key_id
+    if platform == "linux":
+        assert props["network_mode"]["default"] == "host" and env["P4_S3_ENDPOINT_URL"] == "http://127.0.0.1:8333"
+    else:  # Docker Desktop has no host network: S3 through host.docker.internal (the worker maps the API URL)
+        assert props["network_mode"]["default"] is None
+        assert env["P4_S3_ENDPOINT_URL"] == env["AWS_ENDPOINT_URL_S3"] == "http://host.docker.internal:8333"
+
+
+def test_a_docker_pool_for_a_remote_prefect_is_left_as_prefect_makes_it(settings):
+    from prefect_docker.worker import DockerWorker
+
+    s = settings(P4_PREFECT_API_URL="https://api.prefect.cloud/api/accounts/a/workspaces/w")
+    assert release._docker_pool_template(s) == DockerWorker.get_default_base_job_template()
