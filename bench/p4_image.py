@@ -39,9 +39,10 @@ from run import (
     Measure,
     _field,
     _int_env,
-    _tail,
+    failed,
     git_commit,
     machine,
+    p4_stages,
     render,
 )
 
@@ -64,11 +65,7 @@ def remove_images(*repositories: str) -> None:
 def cycle(bench: Bench, measure: Measure, *variables: str) -> None:
     """One timed `make pattern-4` for a new release; the stage times from its output."""
     seconds, output = bench.make("pattern-4", f"P4_GIT_SHA={secrets.token_hex(20)}", *variables)
-    marks = [(t, line) for t, line in bench.timeline if line.startswith("== pattern 4, stage")]
-    stages = {
-        line.split(": ", 1)[1].split()[0]: round((marks[j + 1][0] if j + 1 < len(marks) else seconds) - t, 1)
-        for j, (t, line) in enumerate(marks)
-    }
+    stages = p4_stages(bench.timeline, seconds)
     measure.samples.append(seconds)
     for stage, took in stages.items():
         measure.extra.setdefault("stage_s", {}).setdefault(stage, []).append(took)
@@ -97,9 +94,7 @@ def main() -> int:
             remove_images(COLD_REPO)
             cycle(bench, cold, "P4_BUILD=image", f"P4_IMAGE_REPO={COLD_REPO}", f"STACK_LOCAL_BASE={BENCH_BASE}")
     except BenchError as exc:
-        print(f"\nerror: {exc}\n--- last lines of its output ---\n{_tail(exc.output)}", file=sys.stderr)
-        print(f"--- make logs ---\n{bench.logs(bench.state_dir)}", file=sys.stderr)
-        return 1
+        return failed(bench, exc)
     finally:
         bench.cleanup()
         remove_images(CACHED_REPO, COLD_REPO)

@@ -508,6 +508,15 @@ def compare(bench: Bench, compared: dict[str, object]) -> None:
         raise BenchError(str(exc), exc.output) from None
 
 
+def p4_stages(timeline: list[tuple[float, str]], seconds: float) -> dict[str, float]:
+    """Seconds per stage of a `make pattern-4`, from its `== pattern 4, stage N/5: NAME` banners."""
+    marks = [(t, line) for t, line in timeline if line.startswith("== pattern 4, stage")]
+    return {
+        line.split(": ", 1)[1].split()[0]: round(((marks[j + 1][0] if j + 1 < len(marks) else seconds) - t), 1)
+        for j, (t, line) in enumerate(marks)
+    }
+
+
 def p4_cycle(bench: Bench, p4: Measure) -> None:
     """Pattern 4's whole CD cycle. Each timed run claims a new commit (P4_GIT_SHA),
     so every stage does its work: a new snapshot, a redeploy to a new version,
@@ -520,11 +529,7 @@ def p4_cycle(bench: Bench, p4: Measure) -> None:
         seconds, output = bench.make("pattern-4", f"P4_GIT_SHA={secrets.token_hex(20)}")
         p4.samples.append(seconds)
         p4.extra.setdefault("new_run", []).append(_field(output, "new_run"))
-        marks = [(t, line) for t, line in bench.timeline if line.startswith("== pattern 4, stage")]
-        stages = {
-            line.split(": ", 1)[1].split()[0]: round(((marks[j + 1][0] if j + 1 < len(marks) else seconds) - t), 1)
-            for j, (t, line) in enumerate(marks)
-        }
+        stages = p4_stages(bench.timeline, seconds)
         for stage, took in stages.items():
             p4.extra.setdefault("stage_s", {}).setdefault(stage, []).append(took)
         _split(p4, matrix.split_p4, bench.env(bench.state_dir), _result(output), seconds, stages)
@@ -620,6 +625,13 @@ def render(summaries: list[dict[str, object]], info: dict[str, object], repeat: 
     return "\n".join(lines) + "\n"
 
 
+def failed(bench: Bench, exc: BenchError) -> int:
+    """Say what failed, with the tail of its output and the stack's logs; exit code 1."""
+    print(f"\nerror: {exc}\n--- last lines of its output ---\n{_tail(exc.output)}", file=sys.stderr)
+    print(f"--- make logs ---\n{bench.logs(bench.state_dir)}", file=sys.stderr)
+    return 1
+
+
 def _log(line: str) -> None:
     print(line, flush=True)
 
@@ -688,9 +700,7 @@ def main() -> int:
         except matrix.MatrixError as exc:
             raise BenchError(str(exc), exc.output) from None
     except BenchError as exc:
-        print(f"\nerror: {exc}\n--- last lines of its output ---\n{_tail(exc.output)}", file=sys.stderr)
-        print(f"--- make logs ---\n{bench.logs(bench.state_dir)}", file=sys.stderr)
-        return 1
+        return failed(bench, exc)
     finally:
         bench.cleanup()
 

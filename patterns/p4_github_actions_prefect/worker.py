@@ -8,9 +8,9 @@ pool runs it as a subprocess of this environment (source releases), a Docker
 pool in a container of the release's image. It serves the pool the last
 build here deployed to (release.json), or, before any build, the pool of the
 build P4_BUILD would choose. `make pattern-4` starts one under the local
-stack's supervisord (p4-worker, or p4-docker-worker for an image). In production the worker runs on your
-infrastructure (or Prefect Cloud's managed pools), not in GitHub Actions: CI
-only deploys and triggers.
+stack's supervisord (p4-worker, or p4-docker-worker for an image). In
+production the worker runs on your infrastructure (or Prefect Cloud's managed
+pools), not in GitHub Actions: CI only deploys and triggers.
 
 The worker's environment carries the S3 keys, so deployments never store them.
 """
