@@ -175,7 +175,7 @@ p4-test: _uv ## Pattern 4 test stage: the pattern's unit tests (no server)
 p4-build: _uv ## Pattern 4 build stage: an image where one can be built (P4_BUILD=image: air-gapped here), else source; push
 ifeq ($(P4_BUILD),image)
 	@docker info >/dev/null 2>&1 || $(UV) sync --locked --quiet --project $(ROOT)  # compose.sh starts an engine
-	@eval "$$($(COMPOSE_SH) p4-image-env)" && $(P4_RUN) python release.py build
+	@exports=$$($(COMPOSE_SH) p4-image-env) && eval "$$exports" && $(P4_RUN) python release.py build
 else
 	@$(P4_RUN) python release.py build
 endif

@@ -151,6 +151,7 @@ cmd_base_image() {
   fi
   mirror=${mirror:-http://deb.debian.org/debian}
   local rootfs=$STATE/rootfs
+  mkdir -p "$STATE"
   say "building $LOCAL_BASE with debootstrap from $mirror"
   as_root rm -rf "$rootfs"
   as_root debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$STATE/debootstrap.log" 2>&1 ||

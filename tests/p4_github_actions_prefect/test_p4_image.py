@@ -165,3 +165,11 @@ def test_an_image_build_that_cannot_succeed_stops_with_the_reason(stack: Stack, 
     # Nothing half-written: no image, and the last build's record is as it was.
     assert docker("image", "inspect", f"p4-flows:{'b' * 40}").returncode != 0
     assert (record_file.read_text() if record_file.exists() else None) == record
+
+    # The air-gapped preparation failing stops the stage before release.py builds anything.
+    prepared = stack.make(
+        "p4-build", env={"P4_BUILD": "image", "STACK_COMPOSE_AIRGAP": "bogus", "P4_GIT_SHA": "b" * 40}
+    )
+    assert prepared.returncode != 0 and "STACK_COMPOSE_AIRGAP=bogus is not one of auto, true, false" in prepared.output
+    assert "build:" not in prepared.output
+    assert (record_file.read_text() if record_file.exists() else None) == record
