@@ -272,6 +272,9 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         # (tests/p4_github_actions_prefect/test_p4_image.py, marker `docker`).
         P4_STATE_DIR=str(state_dir / "p4"),
         P4_BUILD="source",
+        # Images the tests build carry a name of their own: a user's `make pattern-4`
+        # (whose auto mode runs an image that is already built) never meets them.
+        P4_IMAGE_REPO="p4-flows-test",
     )
     return env
 

@@ -439,13 +439,24 @@ def check_deployments(release: str, pool: str, declared: list[dict[str, Any]]) -
 
 
 # ## Run: trigger a deployment, wait, verify what it produced
+def run_key(name: str, built: dict[str, Any], attempt: int) -> str:
+    """The idempotency key of a run: the deployment, the release and what ships it.
+    One commit can ship as a source snapshot or as an image (and an image can be
+    rebuilt): each is a run of its own, so a run of the snapshot never stands in
+    for the image's."""
+    artifact = f"image-{built['image_id'].removeprefix('sha256:')[:12]}" if built.get("image_id") else "source"
+    return f"{name}:{built['release']}:{artifact}:{attempt}"
+
+
 def run_and_wait(
-    settings: P4Settings, name: str, release: str, parameters: dict[str, Any] | None = None
+    settings: P4Settings, name: str, built: dict[str, Any], parameters: dict[str, Any] | None = None
 ) -> tuple[Any, bool]:
-    """One run of `name` for this release. A retry of the pipeline (same release)
-    gets the run that already exists, unless it ended badly: then a new attempt."""
+    """One run of `name` for the built release. A retry of the pipeline (same
+    release, same artifact) gets the run that already exists, unless it ended
+    badly: then a new attempt."""
     from datetime import UTC, datetime, timedelta
 
+    release = built["release"]
     started = datetime.now(UTC) - timedelta(seconds=5)
     with _client() as client:
         deployment = client.read_deployment_by_name(name)
@@ -456,7 +467,7 @@ def run_and_wait(
             )
         for attempt in range(1, 4):
             run = client.create_flow_run_from_deployment(
-                deployment.id, parameters=parameters or {}, idempotency_key=f"{name}:{release}:{attempt}"
+                deployment.id, parameters=parameters or {}, idempotency_key=run_key(name, built, attempt)
             )
             if run.state.type.value not in ("FAILED", "CRASHED", "CANCELLED"):
                 break
@@ -492,7 +503,7 @@ def run(settings: P4Settings) -> dict[str, Any]:
     release = built["release"]
     store = ModelStore(settings)
     store.check()
-    retrain_run, new = run_and_wait(settings, settings.run_deployment, release)
+    retrain_run, new = run_and_wait(settings, settings.run_deployment, built)
     card = store.card(release, str(retrain_run.id))
     expected = {"release": release, "flow_run_id": str(retrain_run.id), "git_sha": built["git_sha"]}
     # An image release ran in that image: the card names its id (from the
@@ -510,7 +521,7 @@ def run(settings: P4Settings) -> dict[str, Any]:
     if problems:
         raise P4Error(f"the model of flow run {retrain_run.name} does not check out: {'; '.join(problems)}", "rerun")
     say(f"run: model {card['model_url']} (accuracy {card['metrics']['accuracy']}) from flow run {retrain_run.name}")
-    score_run, _ = run_and_wait(settings, settings.score_deployment, release, parameters={"expect_release": release})
+    score_run, _ = run_and_wait(settings, settings.score_deployment, built, parameters={"expect_release": release})
     predictions = store.predictions_url(release, str(score_run.id))
     if not store.exists(predictions):
         raise P4Error(f"batch scoring wrote no {predictions}", "read the p4-batch-score run's logs")

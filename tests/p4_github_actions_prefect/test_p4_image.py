@@ -63,7 +63,7 @@ def test_the_image_cycle_runs_both_flows_inside_the_image(stack: Stack, image_cy
     release = result["release"]
     assert release.startswith(HEAD) and result["mode"] == "image" and result["status"] == "ok"
     assert result["state"] == "COMPLETED" and result["new_run"] == "true"
-    name = f"p4-flows:{release}"
+    name = f"{stack.env['P4_IMAGE_REPO']}:{release}"
     if not registry_answers():
         assert "no registry answers, so its image builds FROM local/debian:bookworm" in out
 
@@ -125,6 +125,25 @@ def test_the_image_cycle_runs_both_flows_inside_the_image(stack: Stack, image_cy
     )
 
 
+def test_one_commit_shipped_as_source_then_as_its_image_runs_in_each(stack: Stack, image_cycle: dict) -> None:
+    """A run of the commit's source snapshot never stands in for a run of its image,
+    nor the other way round; a retry of either reuses its own run."""
+    release, image_run = image_cycle["result"]["release"], image_cycle["result"]["retrain_run"]
+    stages = ("p4-build", "p4-deploy", "p4-worker", "p4-run")
+    source = stack.make(*stages, env={"P4_BUILD": "source"})
+    assert source.returncode == 0, source.output[-5000:]
+    shipped = parse_result(source.stdout)
+    # A source run of this commit (new here, or one an earlier test of the session made),
+    # never the image's: its card checked out as a source card (exit 0).
+    assert shipped["release"] == release and shipped["mode"] == "source" and shipped["status"] == "ok"
+    assert shipped["retrain_run"] != image_run
+    again = stack.make(*stages, env={"P4_BUILD": "image"})
+    assert again.returncode == 0, again.output[-5000:]
+    rerun = parse_result(again.stdout)
+    assert rerun["mode"] == "image" and rerun["new_run"] == "false" and rerun["retrain_run"] == image_run
+    assert "not running it twice" in again.output
+
+
 def test_auto_mode_with_docker_and_no_base_to_build_from_ships_source_and_says_why(
     stack: Stack, engine: None, image_cycle: dict
 ) -> None:
@@ -163,7 +182,7 @@ def test_an_image_build_that_cannot_succeed_stops_with_the_reason(stack: Stack, 
     ) in done.output
     assert "fix: " in done.output and "P4_BUILD=source" in done.output
     # Nothing half-written: no image, and the last build's record is as it was.
-    assert docker("image", "inspect", f"p4-flows:{'b' * 40}").returncode != 0
+    assert docker("image", "inspect", f"{stack.env['P4_IMAGE_REPO']}:{'b' * 40}").returncode != 0
     assert (record_file.read_text() if record_file.exists() else None) == record
 
     # The air-gapped preparation failing stops the stage before release.py builds anything.

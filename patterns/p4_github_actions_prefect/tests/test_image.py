@@ -137,3 +137,13 @@ def test_a_docker_pool_for_a_remote_prefect_is_left_as_prefect_makes_it(settings
 
     s = settings(P4_PREFECT_API_URL="https://api.prefect.cloud/api/accounts/a/workspaces/w")
     assert release._docker_pool_template(s) == DockerWorker.get_default_base_job_template()
+
+
+def test_a_run_is_keyed_by_deployment_release_and_what_ships_it():
+    source = {"release": "abc", "image_id": ""}
+    image = {"release": "abc", "image_id": "sha256:e5c23f084489cbb394d86eb086f5af69d5edbac5c3c6bbbd213cff1d6aa3cd38"}
+    rebuilt = image | {"image_id": "sha256:0123456789ab" + "0" * 52}
+    assert release.run_key("p4-retrain/p4-retrain", source, 1) == "p4-retrain/p4-retrain:abc:source:1"
+    assert release.run_key("p4-retrain/p4-retrain", image, 2) == "p4-retrain/p4-retrain:abc:image-e5c23f084489:2"
+    keys = {release.run_key("p4-retrain/p4-retrain", b, 1) for b in (source, image, rebuilt)}
+    assert len(keys) == 3, "a snapshot, an image and a rebuilt image of one commit are three runs"
