@@ -1,6 +1,7 @@
 """The repository keeps its promises to a newcomer: every pattern folder is a
-complete, copyable unit with a make target and a smoke test, and every
-command and path the READMEs name exists."""
+complete, copyable unit with a make target, a smoke test and fast tests of its
+own, its README reads in two minutes with the run commands first, and every
+command and path the READMEs and docs pages name exists."""
 
 from __future__ import annotations
 
@@ -13,10 +14,16 @@ import pytest
 from conftest import PATTERNS, REPO
 
 PATTERN_DIRS = sorted(p for p in PATTERNS.iterdir() if p.is_dir() and re.match(r"p\d+_", p.name))
-# Every README of the repository's own (not those inside environments or state folders).
+# Every README and docs page of the repository's own (not those inside environments or state folders).
 READMES = sorted(
-    p for p in REPO.rglob("README.md") if not any(part.startswith(".") for part in p.relative_to(REPO).parts)
+    p
+    for p in [*REPO.rglob("README.md"), *REPO.rglob("docs/*.md")]
+    if not any(part.startswith(".") for part in p.relative_to(REPO).parts)
 )
+GUIDE = "Choosing Your Orchestrator: A Startup's Guide to Airflow vs. Kubeflow Pipelines vs. Prefect"
+# A pattern README, in this order; operational detail (reliability, scale-out) on docs/operations.md.
+README_ORDER = ("What it shows", "Run", "Expected output", "Architecture", "Source of truth", "Copy into your project")
+README_MAX_LINES = 125
 
 
 def make_targets() -> set[str]:
@@ -42,19 +49,39 @@ def test_pattern_folder_is_complete(pattern: Path) -> None:
     assert f"pattern-{number}" in make_targets(), f"no `make pattern-{number}`"
     smoke = list((REPO / "tests" / pattern.name).glob("test_*.py"))
     assert smoke, f"no tests under tests/{pattern.name}/"
+    fast = list((pattern / "tests").glob("test_*.py"))
+    assert fast, f"no fast tests under patterns/{pattern.name}/tests/ (they travel with a copied folder)"
     readme = (pattern / "README.md").read_text()
-    for heading in (
-        "What it shows",
-        "Architecture",
-        "Source of truth",
-        "Run",
-        "Expected output",
-        "Copy into your project",
-        "Scale out",
-    ):
-        assert re.search(rf"^##+ {heading}", readme, re.MULTILINE), f"{pattern.name}/README.md lacks '{heading}'"
     assert "```mermaid" in readme
     assert "Result: pattern=" in readme, "the README's expected output shows the Result line"
+
+
+@pytest.mark.parametrize("pattern", PATTERN_DIRS, ids=lambda p: p.name)
+def test_pattern_readme_reads_in_two_minutes(pattern: Path) -> None:
+    """Run first, the idea before the plumbing, the rest on docs/operations.md."""
+    readme = (pattern / "README.md").read_text()
+    lines = readme.splitlines()
+    assert len(lines) <= README_MAX_LINES, f"{pattern.name}/README.md has {len(lines)} lines"
+    headings = [line[3:].strip() for line in lines if line.startswith("## ")]
+    found = []
+    for name in README_ORDER:
+        at = [i for i, heading in enumerate(headings) if heading.startswith(name)]
+        assert at, f"{pattern.name}/README.md lacks '## {name}'"
+        found.append(at[0])
+    assert found == sorted(found), f"{pattern.name}/README.md: sections out of order: {headings}"
+    run_at = next(i for i, line in enumerate(lines, 1) if line.startswith("## Run"))
+    assert run_at <= 30, f"{pattern.name}/README.md: `## Run` at line {run_at}"
+    assert GUIDE in " ".join(readme.split()) and "Hybrid Patterns" in readme, "name the guide and its section"
+    operations = pattern / "docs" / "operations.md"
+    assert operations.is_file() and "docs/operations.md" in readme, "link the operations page"
+    assert re.search(r"^##+ Scale out", operations.read_text(), re.MULTILINE)
+
+
+def test_root_readme_reads_in_two_minutes() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 120
+    assert "make patterns" in readme and "make test-all" in readme
+    assert "bench/decision-matrix.png" in readme and "bench/README.md" in readme
 
 
 @pytest.mark.parametrize("pattern", PATTERN_DIRS, ids=lambda p: p.name)
@@ -102,8 +129,10 @@ def test_readme_commands_and_paths_exist(readme: Path) -> None:
         if _ignored_by_git(candidate):
             continue  # a runtime product (state, environments), created by the commands
         here = (readme.parent / candidate).exists()
+        # A docs page names files of the folder it documents, too.
+        beside = readme.parent.name == "docs" and (readme.parent.parent / candidate).exists()
         at_root = (REPO / candidate).exists()
-        assert here or at_root, f"{readme.relative_to(REPO)} names `{candidate}`, which does not exist"
+        assert here or beside or at_root, f"{readme.relative_to(REPO)} names `{candidate}`, which does not exist"
 
 
 def test_make_help_lists_every_public_target() -> None:
