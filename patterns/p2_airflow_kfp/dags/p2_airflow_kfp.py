@@ -7,7 +7,7 @@ orchestration"):
   XCom, and the publish-or-reject branch.
 - KFP owns the training run: validate -> train -> evaluate with typed
   artifacts (pipeline/pipeline.py), one run per logical date, submitted and
-  waited for by pipeline/submit.py in the KFP environment (kfp_bridge.py).
+  waited for by pipeline/submit.py in the KFP environment (handoff.py).
 - S3 holds what passes between them: the dataset (by URI), the run record
   (metrics.json, model.joblib, run.json) and the published model.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import etl
-import kfp_bridge
+import handoff
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -80,11 +80,11 @@ def p2_airflow_kfp():
         # Lineage: the data version and the code version, in this XCom and on the object.
         lineage = {"dataset_sha256": etl.data_sha256(clean["csv"]), "git_commit": etl.git_commit()}
         dataset_uri = etl.load(SETTINGS, clean["csv"], context["ds"], lineage | {"dag_run_id": context["run_id"]})
-        name = kfp_bridge.run_name(DAG_ID, context["logical_date"])
+        name = handoff.run_name(DAG_ID, context["logical_date"])
         request = {
             "run_name": name,
             "dataset_uri": dataset_uri,
-            "export_uri": kfp_bridge.export_uri(SETTINGS, name),
+            "export_uri": handoff.export_uri(SETTINGS, name),
             "params_json": json.dumps({k: context["params"][k] for k in TRAINING_PARAMS}),
             "rows": clean["rows"],
             **lineage,
@@ -98,13 +98,13 @@ def p2_airflow_kfp():
     @task(task_id="submit_pipeline", execution_timeout=timedelta(seconds=SETTINGS.pipeline_timeout + 60))
     @fail_fast
     def submit_local(request: dict) -> dict:
-        return kfp_bridge.submit_local(request, SETTINGS)
+        return handoff.submit_local(request, SETTINGS)
 
     # ## Back in Airflow: metrics into XCom, then the decision
     @task
     @fail_fast
     def collect_metrics(result: dict) -> dict:
-        kfp_bridge.check_result(result)
+        handoff.check_result(result)
         metrics = etl.read_metrics(SETTINGS, result["export_uri"])
         print(f"KFP run {result['run_name']} ({result['run_id']}, reused={result['reused']}): {metrics}")
         return metrics
@@ -145,7 +145,7 @@ def p2_airflow_kfp():
 
     request = load(transform(extract()))
     if SETTINGS.mode == "cluster":
-        pod = kfp_bridge.submit_pod(SETTINGS, task_id="submit_pipeline", upstream="load")
+        pod = handoff.submit_pod(SETTINGS, task_id="submit_pipeline", upstream="load")
         request >> pod
         result = pod.output
     else:

@@ -212,7 +212,7 @@ class AirflowAPI:
             f"the DAG {DAG_ID} was not ready in Airflow at {self.url} within {wait:.0f} s: it {state}, "
             "and the dag-processor reports no import errors",
             "check that the dag-processor runs and that its DAGs folder (AIRFLOW__CORE__DAGS_FOLDER) is this "
-            "pattern's dags/, with settings.py, errors.py, etl.py and kfp_bridge.py beside it; "
+            "pattern's dags/, with settings.py, errors.py, etl.py and handoff.py beside it; "
             "raise P2_DAG_PARSE_TIMEOUT if parsing is just slow",
         )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import kfp_bridge
+import handoff
 import pytest
 
 from errors import P2Error
@@ -18,16 +18,16 @@ DAY = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def test_run_name_is_one_per_dag_and_logical_date() -> None:
-    name = kfp_bridge.run_name("p2_airflow_kfp", DAY)
+    name = handoff.run_name("p2_airflow_kfp", DAY)
     assert name == "p2-airflow-kfp-20260301t000000"  # KFP-safe: lower case, digits, dashes
-    assert kfp_bridge.run_name("p2_airflow_kfp", datetime(2026, 3, 1, tzinfo=UTC)) == name  # a retry finds it
-    assert kfp_bridge.run_name("p2_airflow_kfp", datetime(2026, 3, 2, tzinfo=UTC)) != name
-    assert kfp_bridge.run_name("other_dag", DAY) != name
+    assert handoff.run_name("p2_airflow_kfp", datetime(2026, 3, 1, tzinfo=UTC)) == name  # a retry finds it
+    assert handoff.run_name("p2_airflow_kfp", datetime(2026, 3, 2, tzinfo=UTC)) != name
+    assert handoff.run_name("other_dag", DAY) != name
 
 
 def test_the_run_record_lives_under_the_run_name() -> None:
     settings = P2Settings(_env_file=None, P2_BUCKET="my-bucket")
-    assert kfp_bridge.export_uri(settings, "p2-airflow-kfp-20260301t000000") == (
+    assert handoff.export_uri(settings, "p2-airflow-kfp-20260301t000000") == (
         "s3://my-bucket/runs/p2-airflow-kfp-20260301t000000"
     )
 
@@ -39,7 +39,7 @@ def test_submit_arguments_carry_the_load_tasks_request() -> None:
         "export_uri": "s3://b/runs/r",
         "params_json": json.dumps({"n_estimators": 5, "max_depth": 0}),
     }
-    args = kfp_bridge.submit_arguments(request, P2Settings(_env_file=None, P2_PIPELINE_TIMEOUT="42"))
+    args = handoff.submit_arguments(request, P2Settings(_env_file=None, P2_PIPELINE_TIMEOUT="42"))
     flags = dict(zip(args[::2], args[1::2], strict=True))
     assert flags == {
         "--run-name": "r",
@@ -55,23 +55,23 @@ def test_the_last_result_line_is_the_answer() -> None:
     first = {"run_name": "r", "state": "FAILED", "error": "an earlier attempt"}
     last = {"run_name": "r", "state": "SUCCEEDED", "run_id": "local-1", "reused": False}
     output = "\n".join(
-        ["component log", kfp_bridge.RESULT_PREFIX + json.dumps(first), kfp_bridge.RESULT_PREFIX + json.dumps(last)]
+        ["component log", handoff.RESULT_PREFIX + json.dumps(first), handoff.RESULT_PREFIX + json.dumps(last)]
     )
-    assert kfp_bridge.parse_result(output, "r") == last
+    assert handoff.parse_result(output, "r") == last
 
 
 def test_no_result_line_fails_with_the_output_and_the_fix() -> None:
     with pytest.raises(P2Error) as failed:
-        kfp_bridge.parse_result("Traceback ...\nModuleNotFoundError: No module named 'kfp'", "r")
+        handoff.parse_result("Traceback ...\nModuleNotFoundError: No module named 'kfp'", "r")
     assert "submit.py gave no result for r" in failed.value.problem
     assert "No module named 'kfp'" in failed.value.problem
     assert "uv sync --locked --project pipeline" in failed.value.fix
 
 
 def test_a_failed_run_fails_the_task_with_the_components_error() -> None:
-    line = kfp_bridge.RESULT_PREFIX + json.dumps({"run_name": "r", "state": "FAILED", "error": "ValueError: boom"})
+    line = handoff.RESULT_PREFIX + json.dumps({"run_name": "r", "state": "FAILED", "error": "ValueError: boom"})
     with pytest.raises(P2Error) as failed:
-        kfp_bridge.parse_result(line, "r")
+        handoff.parse_result(line, "r")
     assert failed.value.problem == "the KFP run r failed: ValueError: boom"
     assert "nothing was published" in failed.value.fix
 
@@ -79,5 +79,5 @@ def test_a_failed_run_fails_the_task_with_the_components_error() -> None:
 def test_a_missing_kfp_interpreter_is_named_with_the_fix(tmp_path) -> None:
     settings = P2Settings(_env_file=None, P2_KFP_PYTHON=str(tmp_path / "no" / "python"))
     with pytest.raises(P2Error) as failed:
-        kfp_bridge.submit_local({"run_name": "r"}, settings)
+        handoff.submit_local({"run_name": "r"}, settings)
     assert "does not exist" in failed.value.problem and "uv sync --locked --project" in failed.value.fix

@@ -1,4 +1,4 @@
-"""Pattern 2: the bridge from Airflow to the KFP environment, in both modes.
+"""Pattern 2: the handoff from Airflow to the KFP environment, in both modes.
 
 Airflow never imports kfp: the KFP SDK lives in its own environment
 (`pipeline/`), because its `kubernetes` pin (<31) and the Airflow Kubernetes
