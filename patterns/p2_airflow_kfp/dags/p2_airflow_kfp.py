@@ -11,6 +11,9 @@ orchestration"):
 - S3 holds what passes between them: the dataset (by URI), the run record
   (metrics.json, model.joblib, run.json) and the published model.
 
+    extract >> transform >> load >> submit_pipeline >> collect_metrics >> check_threshold >> publish_model
+                                                                                          >> reject_model
+
 The submit task is chosen when the file is parsed: a subprocess running
 kfp.local (no KFP host), or a KubernetesPodOperator that submits with
 kfp.Client (P2_KFP_HOST set). Parsing imports only the Airflow SDK, pydantic
