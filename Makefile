@@ -141,6 +141,11 @@ endif
 pattern-2-compile: _uv ## Compile pattern 2's KFP pipeline to IR YAML (pipeline/p2_pipeline.yaml)
 	@cd $(P2)/pipeline && $(UV) run --locked python pipeline.py compile
 
+.PHONY: pattern-2-test
+pattern-2-test: _uv ## Pattern 2's fast tests, no services: the DAG side (tests/), then the KFP side (pipeline/tests/)
+	@cd $(P2) && $(UV) run --locked pytest -q
+	@cd $(P2)/pipeline && $(UV) run --locked pytest -q
+
 pattern-3: p3-workers ## Metaflow runs distributed by Prefect workers (2 under supervisord), lineage on S3
 	@cd $(P3) && $(UV) run --locked python flow.py $(ARGS)
 
