@@ -136,10 +136,15 @@ pattern-2: _uv ## Airflow triggering Kubeflow Pipelines: ETL in Airflow, trainin
 ifneq ($(STACK),compose)
 	@$(UV) sync --locked --quiet --project $(P2)/pipeline  # kfp.local runs the pipeline on this machine
 endif
-	@cd $(P2) && $(UV) run --locked python run.py $(ARGS)
+	@cd $(P2) && $(UV) run --locked python -m harness $(ARGS)  # this repository's harness: one DAG run
 
 pattern-2-compile: _uv ## Compile pattern 2's KFP pipeline to IR YAML (pipeline/p2_pipeline.yaml)
 	@cd $(P2)/pipeline && $(UV) run --locked python pipeline.py compile
+
+.PHONY: pattern-2-test
+pattern-2-test: _uv ## Pattern 2's fast tests, no services: the DAG side (tests/), then the KFP side (pipeline/tests/)
+	@cd $(P2) && $(UV) run --locked pytest -q
+	@cd $(P2)/pipeline && $(UV) run --locked pytest -q
 
 pattern-3: p3-workers ## Metaflow runs distributed by Prefect workers (2 under supervisord), lineage on S3
 	@cd $(P3) && $(UV) run --locked python flow.py $(ARGS)

@@ -380,7 +380,7 @@ class Airflow:
     def run_url(self, dag_id: str, run_id: str) -> str:
         if self.api:
             return f"{self.api}/dags/{dag_id}/runs/{quote(run_id, safe='')}"
-        return f"cd {P2_DIR} && uv run --locked python run.py airflow tasks states-for-dag-run {dag_id} {run_id}"
+        return f"cd {P2_DIR} && uv run --locked python -m harness airflow tasks states-for-dag-run {dag_id} {run_id}"
 
     # REST ------------------------------------------------------------------------
     def _rest(self, path: str, **params) -> httpx.Response:
@@ -548,7 +548,8 @@ def p2_kfp_run(airflow: Airflow, kfp_run_id: str) -> Chain | None:
     else:
         chain = Chain("p2")
         gone = (
-            f"no longer in {airflow.where}: run.py's in-process DAG.test replaces the earlier run of a logical date"
+            f"no longer in {airflow.where}: the harness's in-process DAG.test replaces the earlier run of a "
+            "logical date"
             if trained_by
             else ""
         )

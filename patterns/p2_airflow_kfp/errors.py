@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 
 class P2Error(RuntimeError):
     def __init__(self, problem: str, fix: str):
@@ -14,3 +16,20 @@ class P2Error(RuntimeError):
 
     def render(self) -> str:
         return f"error: {self.problem}\n  fix: {self.fix}"
+
+
+def fail_fast(func):
+    """For the DAG's tasks: a user-fixable error (P2Error: what is wrong and
+    the fix) fails the task at once, with that message: no retry can fix it."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except P2Error as exc:
+            # Imported here: this module is imported where airflow is not (the REST harness).
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(str(exc)) from exc
+
+    return wrapper

@@ -10,8 +10,11 @@ The submit mode follows from one variable: with no KFP host the pipeline runs
 locally (kfp.local), with `P2_KFP_HOST` (or `KFP_HOST`) set the DAG submits it
 to that KFP API server from a KubernetesPodOperator pod.
 
+The training parameters and the publish gate are not settings: they are the
+DAG's params, declared once in dags/p2_airflow_kfp.py.
+
 This module is imported by the DAG file at parse time: it imports nothing
-heavier than pydantic.
+heavier than pydantic, and has no side effect.
 """
 
 from __future__ import annotations
@@ -47,22 +50,19 @@ class P2Settings(BaseSettings):
     # AIRFLOW_HOME (SQLite database, logs) and kfp.local's outputs live here.
     state_dir: Path = Field(PATTERN_DIR / ".state", validation_alias=_env("STATE_DIR"))
     schedule: str = Field("0 4 * * *", validation_alias=_env("SCHEDULE"))
-    # A running Airflow (the compose tier): run.py triggers the DAG through this
-    # api-server's REST API instead of running it in-process. Empty: in-process.
+    # A running Airflow (the compose tier): the harness (`python -m harness`)
+    # triggers the DAG through this api-server's REST API instead of running it
+    # in-process. Empty: in-process.
     airflow_api_url: str = Field("", validation_alias=_env("AIRFLOW_API_URL"))
     # A user of Airflow's simple auth manager (AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS)
     # and its password (the passwords file): development credentials, like the S3 keys.
     airflow_username: str = Field("admin", validation_alias=_env("AIRFLOW_USERNAME"))
     airflow_password: str = Field("admin", validation_alias=_env("AIRFLOW_PASSWORD"))
-    # Seconds run.py waits for the dag-processor to have parsed the DAG.
+    # Seconds the harness waits for the dag-processor to have parsed the DAG.
     dag_parse_timeout: float = Field(120.0, gt=0, validation_alias=_env("DAG_PARSE_TIMEOUT"))
-    # Seconds run.py waits for the triggered DAG run to end (queued behind another
+    # Seconds the harness waits for the triggered DAG run to end (queued behind another
     # run included). Default: P2_PIPELINE_TIMEOUT + 300 (the ETL tasks and a queue).
     dag_run_timeout: float | None = Field(None, gt=0, validation_alias=_env("DAG_RUN_TIMEOUT"))
-    # Training and the publish gate (the DAG's params default to these) --------
-    n_estimators: int = Field(200, ge=1, validation_alias=_env("N_ESTIMATORS"))
-    max_depth: int = Field(6, ge=0, validation_alias=_env("MAX_DEPTH"))  # 0: unlimited
-    min_accuracy: float = Field(0.9, ge=0, le=1, validation_alias=_env("MIN_ACCURACY"))
     # KFP ----------------------------------------------------------------------
     # Empty: local mode (kfp.local). Set: cluster mode against this KFP API.
     kfp_host: str = Field("", validation_alias=_env("KFP_HOST", "KFP_HOST"))

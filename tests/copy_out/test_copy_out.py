@@ -208,7 +208,7 @@ def test_p2_copied_out_runs_the_dag_and_the_kfp_pipeline(stack: Stack, tmp_path:
     dot_env(copy, P2_BUCKET=bucket, **s3_settings(stack, "P2"))
     sync(copy)
     sync(copy, cwd=copy / "pipeline")
-    done = ok(sh(copy, UV, "run", "python", "run.py", "--date", day), "run.py")
+    done = ok(sh(copy, UV, "run", "python", "-m", "harness", "--date", day), "python -m harness")
 
     result = parse_result(done.stdout)
     assert result["status"] == "ok" and result["decision"] == "published" and result["mode"] == "local", result

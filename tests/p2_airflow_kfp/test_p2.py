@@ -196,8 +196,8 @@ def p2(stack: Stack) -> dict[str, str]:
 
 
 def run_p2(stack: Stack, p2: dict[str, str], *args: str, env: dict[str, str] | None = None):
-    """`python run.py` in the pattern's environment (the bad-input cases skip `make up`)."""
-    return stack.in_env(P2, "python", "run.py", *args, env=p2 | (env or {}))
+    """`python -m harness` in the pattern's environment (the bad-input cases skip `make up`)."""
+    return stack.in_env(P2, "python", "-m", "harness", *args, env=p2 | (env or {}))
 
 
 def s3_keys(stack: Stack, prefix: str) -> list[str]:

@@ -26,7 +26,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_p2(tmp_path: Path, api_url: str, *args: str):
     env = clean_env(P2_AIRFLOW_API_URL=api_url, P2_STATE_DIR=str(tmp_path / "state"), P2_CONNECT_TIMEOUT="2")
-    return in_env(P2, "python", "run.py", *args, env=env, timeout=120)
+    return in_env(P2, "python", "-m", "harness", *args, env=env, timeout=120)
 
 
 def test_dag_run_id_is_one_per_logical_date(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ def test_dag_run_id_is_one_per_logical_date(tmp_path: Path) -> None:
     code = """
 import json
 from datetime import UTC, datetime
-import airflow_rest
+from harness import rest as airflow_rest
 day = datetime(2026, 3, 1, tzinfo=UTC)
 ids = [airflow_rest.dag_run_id(day), airflow_rest.dag_run_id(datetime(2026, 3, 1, tzinfo=UTC)),
        airflow_rest.dag_run_id(datetime(2026, 3, 2, tzinfo=UTC))]
@@ -61,8 +61,8 @@ def test_unreachable_api_fails_with_the_fix_and_never_imports_airflow(tmp_path: 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     code = """
 import sys
-import run
-code = run.main(["--date", "2026-03-01"])
+from harness import cli
+code = cli.main(["--date", "2026-03-01"])
 print("airflow imported:", any(m == "airflow" or m.startswith("airflow.") for m in sys.modules))
 sys.exit(code)
 """

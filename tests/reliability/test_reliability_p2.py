@@ -1,7 +1,8 @@
 """Pattern 2 under failure, on the local tier where Airflow runs in-process
-(`DAG.test()` in run.py, SQLite): "restarting Airflow" is killing run.py while
-the KFP pipeline runs, then running the same logical date again; S3 restarted
-while the pipeline runs; and the same logical date triggered twice at once.
+(`DAG.test()` in the harness, `python -m harness`, SQLite): "restarting
+Airflow" is killing the harness while the KFP pipeline runs, then running the
+same logical date again; S3 restarted while the pipeline runs; and the same
+logical date triggered twice at once.
 
 "Mid-run" is a real signal: kfp.local has created the pipeline execution's
 folder for the run name. Each case uses a logical date of its own in a state
@@ -39,11 +40,11 @@ def executions(p2: dict[str, str], date: str) -> list[str]:
 
 
 def start(p2: dict[str, str], date: str, log: Path) -> subprocess.Popen:
-    """run.py in the pattern's interpreter itself (not `uv run`), so that killing
+    """The harness in the pattern's interpreter itself (not `uv run`), so that killing
     it kills the Airflow process, as a crashed Airflow worker would die."""
     with log.open("w") as out:
         return subprocess.Popen(
-            [str(P2 / ".venv" / "bin" / "python"), "run.py", "--date", date],
+            [str(P2 / ".venv" / "bin" / "python"), "-m", "harness", "--date", date],
             cwd=P2,
             env=p2,
             stdout=out,
@@ -56,12 +57,12 @@ def wait(process: subprocess.Popen, log: Path, timeout: float = 900) -> str:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        pytest.fail(f"run.py did not end within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
+        pytest.fail(f"the harness did not end within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
     return log.read_text()
 
 
 def run_p2(stack: Stack, p2: dict[str, str], date: str):
-    return stack.in_env(P2, "python", "run.py", "--date", date, env=p2, timeout=900)
+    return stack.in_env(P2, "python", "-m", "harness", "--date", date, env=p2, timeout=900)
 
 
 def assert_published_once(stack: Stack, date: str, kfp_run_id: str) -> None:

@@ -37,8 +37,6 @@ from pathlib import Path
 
 RESULT_PREFIX = "P2_SUBMIT_RESULT "
 RECORD = "run.json"
-INT_PARAMS = {"n_estimators", "max_depth", "random_state", "min_rows_per_class"}
-FLOAT_PARAMS = {"test_size"}
 # A component's exception, as its traceback's last line prints it.
 EXCEPTION_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception)): (.+)$", re.MULTILINE)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # kfp.local colours its log lines
@@ -163,15 +161,27 @@ def run_cluster(args: argparse.Namespace, params: dict) -> tuple[dict, bool]:
 
 
 # ## Command line
+def pipeline_params() -> dict[str, type]:
+    """The pipeline's parameters and their types, as its signature declares
+    them (dataset_uri and export_uri have options of their own)."""
+    import inspect
+
+    from pipeline import wine_training
+
+    signature = inspect.signature(wine_training.pipeline_func)
+    return {n: p.annotation for n, p in signature.parameters.items() if n not in ("dataset_uri", "export_uri")}
+
+
 def parse_params(text: str) -> dict:
     """The pipeline parameters, as JSON: only known names, each of its type."""
     params = json.loads(text or "{}")
     if not isinstance(params, dict):
         raise SubmitError(f"--params-json must be a JSON object, got {text!r}")
+    known = pipeline_params()
     for key, value in params.items():
-        kind = int if key in INT_PARAMS else float if key in FLOAT_PARAMS else None
+        kind = known.get(key)
         if kind is None:
-            raise SubmitError(f"unknown pipeline parameter {key!r}; known: {sorted(INT_PARAMS | FLOAT_PARAMS)}")
+            raise SubmitError(f"unknown pipeline parameter {key!r}; known: {sorted(known)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
             raise SubmitError(f"pipeline parameter {key}={value!r} must be a {kind.__name__}")
         params[key] = kind(value)

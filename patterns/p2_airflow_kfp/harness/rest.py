@@ -1,7 +1,8 @@
-"""Pattern 2 against a running Airflow (the compose tier): one DAG run through
-Airflow 3's REST API, as any other system would trigger it.
+"""This repository's harness (not the pattern): pattern 2 against a running
+Airflow (the compose tier), one DAG run through Airflow 3's REST API, as any
+other system would trigger it.
 
-    P2_AIRFLOW_API_URL=http://127.0.0.1:8080 python run.py [--date ...]
+    P2_AIRFLOW_API_URL=http://127.0.0.1:8080 python -m harness [--date ...]
 
 Airflow's own services do the work: the dag-processor parses `dags/`, the
 scheduler queues the run and its LocalExecutor runs the tasks. This process
@@ -12,8 +13,8 @@ only asks, over HTTP:
    errors, `GET /api/v2/importErrors`), unpaused if it is paused;
 3. a DAG run for the logical date, with the run's conf (`POST .../dagRuns`);
 4. its state until it ends (bounded by P2_DAG_RUN_TIMEOUT), then the task
-   states and the `return_value` XComs: the same dict as in-process mode's
-   `run.run_dag`, so `run.outcome_of` and `run.result_line` serve both.
+   states and the `return_value` XComs: the same dict as in_process.py's
+   `run_dag`, so report.py's `outcome_of` and `result_line` serve both.
 
 One logical date, one DAG run. The run id derives from the date only
 (`manual__2026-03-01T00:00:00+00:00`, the form of Airflow's own manual run
@@ -36,11 +37,10 @@ from urllib.parse import quote
 import httpx
 
 from errors import P2Error
+from harness.report import DAG_ID
 from settings import P2Settings
 
-# dags/p2_airflow_kfp.py's DAG_ID, spelled out: importing that module imports airflow.
-DAG_ID = "p2_airflow_kfp"
-DAG_FILE = "p2_airflow_kfp.py"
+DAG_FILE = f"{DAG_ID}.py"
 TERMINAL = ("success", "failed")
 POLL_SECONDS = 2.0
 REQUEST_TIMEOUT = 30.0  # seconds for one answer once connected
@@ -67,7 +67,7 @@ def decode_xcom(value):
 
 
 class AirflowAPI:
-    """The few calls run.py makes, each failure turned into a P2Error with the fix."""
+    """The few calls the harness makes, each failure turned into a P2Error with the fix."""
 
     def __init__(self, settings: P2Settings):
         self.settings = settings
@@ -212,7 +212,7 @@ class AirflowAPI:
             f"the DAG {DAG_ID} was not ready in Airflow at {self.url} within {wait:.0f} s: it {state}, "
             "and the dag-processor reports no import errors",
             "check that the dag-processor runs and that its DAGs folder (AIRFLOW__CORE__DAGS_FOLDER) is this "
-            "pattern's dags/, with settings.py, errors.py, etl.py and trigger.py beside it; "
+            "pattern's dags/, with settings.py, errors.py, etl.py and handoff.py beside it; "
             "raise P2_DAG_PARSE_TIMEOUT if parsing is just slow",
         )
 
@@ -341,7 +341,7 @@ class AirflowAPI:
                 )
                 raise P2Error(
                     f"the DAG run {run_id} is still {state} after {wait:.0f} s (P2_DAG_RUN_TIMEOUT)",
-                    f"{hint}; run.py again follows the same run; raise P2_DAG_RUN_TIMEOUT if it is just slow",
+                    f"{hint}; running it again follows the same run; raise P2_DAG_RUN_TIMEOUT if it is just slow",
                 )
             time.sleep(POLL_SECONDS)
 
@@ -352,7 +352,7 @@ class AirflowAPI:
             print(f"  queued behind {', '.join(ahead)} (the DAG allows one active run at a time)", flush=True)
 
     def results(self, run: dict) -> dict:
-        """Task states and `return_value` XComs, shaped as run.run_dag's answer."""
+        """Task states and `return_value` XComs, shaped as in_process.run_dag's answer."""
         run_id = run["dag_run_id"]
         instances = self.task_instances(run_id)
         states = {ti["task_id"]: str(ti.get("state")) for ti in instances}

@@ -1,9 +1,9 @@
-"""Pattern 2: how Airflow triggers the KFP pipeline, in both modes.
+"""Pattern 2: the handoff from Airflow to the KFP environment, in both modes.
 
 Airflow never imports kfp: the KFP SDK lives in its own environment
 (`pipeline/`), because its `kubernetes` pin (<31) and the Airflow Kubernetes
-provider's (>=35) cannot be installed together. Airflow runs that
-environment's `pipeline/submit.py` instead:
+provider's (>=35) cannot be installed together. The DAG's submit task runs
+that environment's `pipeline/submit.py` instead:
 
 - local mode (no KFP host): as a subprocess of `pipeline/.venv/bin/python`;
   submit.py runs the pipeline with kfp.local's SubprocessRunner.
@@ -12,6 +12,7 @@ environment's `pipeline/submit.py` instead:
   `kfp.Client` and waits with `wait_for_run_completion`.
 
 Either way the answer is the same JSON object, which becomes the task's XCom.
+The KFP run's name (one per DAG and logical date) is its idempotency key.
 """
 
 from __future__ import annotations

@@ -1,0 +1,78 @@
+"""This repository's harness (not the pattern): the command line of one run
+of pattern 2's DAG (`python -m harness`, harness/__main__.py).
+
+    python -m harness                        one DAG run for today's logical date (UTC)
+    python -m harness --date 2026-01-01      for another logical date
+    python -m harness --n-estimators 1 --max-depth 1      DAG params (--min-accuracy too)
+    python -m harness airflow ARGS...        any airflow command with this pattern's AIRFLOW_HOME,
+                                             e.g. `airflow api-server` for the UI on http://127.0.0.1:8080
+    P2_AIRFLOW_API_URL=http://127.0.0.1:8080 python -m harness
+                                             against a running Airflow (the compose tier): trigger
+                                             the DAG over its REST API and follow it (rest.py)
+
+Without P2_AIRFLOW_API_URL the DAG runs in this process (in_process.py). The
+options become the DAG run's conf: only those given, so the defaults and
+ranges stay the DAG params' own. Either way the run ends with a summary and
+one stable line for scripts and tests (report.py):
+    Result: pattern=p2 status=ok decision=published ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, date, datetime
+
+from errors import P2Error
+from harness import report
+from settings import P2Settings
+
+
+def parse_args(argv: list[str]) -> tuple[datetime, dict]:
+    """The logical date, and the DAG run's conf: only the params given."""
+    parser = argparse.ArgumentParser(
+        prog="python -m harness", description="Pattern 2: one DAG run (ETL in Airflow, training in KFP)."
+    )
+    parser.add_argument("--date", type=date.fromisoformat, default=datetime.now(UTC).date(), help="logical date")
+    parser.add_argument("--n-estimators", type=int, help="DAG param n_estimators")
+    parser.add_argument("--max-depth", type=int, help="DAG param max_depth (0 means unlimited)")
+    parser.add_argument("--min-accuracy", type=float, help="DAG param min_accuracy")
+    args = parser.parse_args(argv)
+    given = {"n_estimators": args.n_estimators, "max_depth": args.max_depth, "min_accuracy": args.min_accuracy}
+    logical_date = datetime(args.date.year, args.date.month, args.date.day, tzinfo=UTC)
+    return logical_date, {k: v for k, v in given.items() if v is not None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    settings = P2Settings()
+    if argv[:1] == ["airflow"]:
+        from harness import in_process
+
+        in_process.exec_airflow(settings, argv[1:])
+    logical_date, conf = parse_args(argv)
+    started = time.monotonic()
+    api_url = settings.airflow_api_url.rstrip("/")
+    try:
+        if api_url:  # a running Airflow: over its REST API, without importing airflow here
+            from harness import rest as mode
+        else:
+            from harness import in_process as mode
+        run = mode.trigger_and_wait(settings, logical_date, conf)
+    except P2Error as exc:
+        print(exc.render(), file=sys.stderr)
+        print("Result: pattern=p2 status=failed", file=sys.stderr)
+        return 1
+    outcome = report.outcome_of(run, logical_date, settings)
+    print(report.summary(outcome, time.monotonic() - started, api_url))
+    line = report.result_line(outcome)
+    if outcome["status"] != "ok":
+        for task, errors in (run.get("task_errors") or {}).items():  # a remote run: its tasks' errors
+            print(f"{task} failed: " + "\n  ".join(errors or ["(no error in its log; see the UI)"]), file=sys.stderr)
+        if run.get("already_ended"):
+            print(mode.rerun_hint(settings, run["run_id"]), file=sys.stderr)
+        print(line, file=sys.stderr)
+        return 1
+    print(line)
+    return 0

@@ -1,0 +1,83 @@
+"""The contract between the DAG and the KFP environment, without running
+either: the run name (the KFP run's idempotency key, one per DAG and logical
+date), where the run record goes, submit.py's arguments, and how its answer
+is read back."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import handoff
+import pytest
+
+from errors import P2Error
+from settings import P2Settings
+
+DAY = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def test_run_name_is_one_per_dag_and_logical_date() -> None:
+    name = handoff.run_name("p2_airflow_kfp", DAY)
+    assert name == "p2-airflow-kfp-20260301t000000"  # KFP-safe: lower case, digits, dashes
+    assert handoff.run_name("p2_airflow_kfp", datetime(2026, 3, 1, tzinfo=UTC)) == name  # a retry finds it
+    assert handoff.run_name("p2_airflow_kfp", datetime(2026, 3, 2, tzinfo=UTC)) != name
+    assert handoff.run_name("other_dag", DAY) != name
+
+
+def test_the_run_record_lives_under_the_run_name() -> None:
+    settings = P2Settings(_env_file=None, P2_BUCKET="my-bucket")
+    assert handoff.export_uri(settings, "p2-airflow-kfp-20260301t000000") == (
+        "s3://my-bucket/runs/p2-airflow-kfp-20260301t000000"
+    )
+
+
+def test_submit_arguments_carry_the_load_tasks_request() -> None:
+    request = {
+        "run_name": "r",
+        "dataset_uri": "s3://b/datasets/wine/ds=2026-03-01/wine.csv",
+        "export_uri": "s3://b/runs/r",
+        "params_json": json.dumps({"n_estimators": 5, "max_depth": 0}),
+    }
+    args = handoff.submit_arguments(request, P2Settings(_env_file=None, P2_PIPELINE_TIMEOUT="42"))
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    assert flags == {
+        "--run-name": "r",
+        "--dataset-uri": request["dataset_uri"],
+        "--export-uri": "s3://b/runs/r",
+        "--params-json": request["params_json"],
+        "--origin-json": "{}",  # no lineage given: an empty object, not a missing flag
+        "--timeout": "42.0",
+    }
+
+
+def test_the_last_result_line_is_the_answer() -> None:
+    first = {"run_name": "r", "state": "FAILED", "error": "an earlier attempt"}
+    last = {"run_name": "r", "state": "SUCCEEDED", "run_id": "local-1", "reused": False}
+    output = "\n".join(
+        ["component log", handoff.RESULT_PREFIX + json.dumps(first), handoff.RESULT_PREFIX + json.dumps(last)]
+    )
+    assert handoff.parse_result(output, "r") == last
+
+
+def test_no_result_line_fails_with_the_output_and_the_fix() -> None:
+    with pytest.raises(P2Error) as failed:
+        handoff.parse_result("Traceback ...\nModuleNotFoundError: No module named 'kfp'", "r")
+    assert "submit.py gave no result for r" in failed.value.problem
+    assert "No module named 'kfp'" in failed.value.problem
+    assert "uv sync --locked --project pipeline" in failed.value.fix
+
+
+def test_a_failed_run_fails_the_task_with_the_components_error() -> None:
+    line = handoff.RESULT_PREFIX + json.dumps({"run_name": "r", "state": "FAILED", "error": "ValueError: boom"})
+    with pytest.raises(P2Error) as failed:
+        handoff.parse_result(line, "r")
+    assert failed.value.problem == "the KFP run r failed: ValueError: boom"
+    assert "nothing was published" in failed.value.fix
+
+
+def test_a_missing_kfp_interpreter_is_named_with_the_fix(tmp_path) -> None:
+    settings = P2Settings(_env_file=None, P2_KFP_PYTHON=str(tmp_path / "no" / "python"))
+    with pytest.raises(P2Error) as failed:
+        handoff.submit_local({"run_name": "r"}, settings)
+    assert "does not exist" in failed.value.problem and "uv sync --locked --project" in failed.value.fix
