@@ -9,7 +9,8 @@ Three kinds of process must agree on one Metaflow store: the fan-out flow
 (it reads results with the Metaflow Client), each worker's flow runs (they
 start Metaflow runs) and Metaflow's own step processes. `metaflow_env()` is
 the single place that turns these settings into Metaflow's and boto3's
-variables, and every one of those processes calls it.
+variables, and every one of those processes calls it (through `configure()`,
+which each entry point calls before it imports Prefect or Metaflow).
 """
 
 from __future__ import annotations
@@ -134,3 +135,13 @@ def load_settings() -> P3Settings:
             f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
         )
         raise SystemExit(f"error: invalid setting {problems}\n  fix: correct it in the environment or .env") from None
+
+
+def configure() -> P3Settings:
+    """The settings, exported to the environment: what every entry point of
+    this pattern does first (the command line, each flow, a worker). Prefect
+    and Metaflow read their configuration once, when imported, so an entry
+    point calls this before it imports either."""
+    settings = load_settings()
+    settings.export_to_environ()
+    return settings
