@@ -19,6 +19,7 @@ import sys
 import time
 
 from errors import P3Error
+from keys import parse_grid
 from settings import P3Settings, configure
 
 FAN_OUT_OPTIONS = ("grid", "folds", "seed", "run_key")
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             state = flow.train_one(data_url=data_url, data_version=data_version, **given, return_state=True)
             print(f"Result: pattern=p3-one status=ok pathspec={_ok(state)['pathspec']}")
             return 0
-        flow.parse_grid(args.get("grid", flow.DEFAULT_GRID))  # a typo fails before anything is deployed
+        parse_grid(args.get("grid", flow.DEFAULT_GRID))  # a typo fails before anything is deployed
         preflight(settings)
         deployment_id = deploy(settings)
         print(
