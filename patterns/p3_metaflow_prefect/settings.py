@@ -52,7 +52,7 @@ class P3Settings(BaseSettings):
     # Artifacts, datasets and code live under this S3 prefix (the bucket must exist).
     metaflow_s3_root: str = Field("s3://metaflow/p3", validation_alias=_env("METAFLOW_S3_ROOT"))
     # Metaflow's run metadata ("local" provider): a folder every process on this
-    # machine shares. On several machines use Metaflow's metadata service (README).
+    # machine shares. On several machines use Metaflow's metadata service (docs/operations.md, Scale out).
     metaflow_metadata_dir: Path = Field(PATTERN_DIR / ".state", validation_alias=_env("METAFLOW_METADATA_DIR"))
     # The dataset the fan-out publishes (CSV, numeric, with a `target` column).
     data_file: Path = Field(PATTERN_DIR / "data" / "digits.csv", validation_alias=_env("DATA_FILE"))
