@@ -26,7 +26,9 @@ errors.py, settings.py. Workers: `python worker.py NAME`.
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # `python flow.py`: cli.py configures the environment, then imports this module
+# `python flow.py ...` is the command line (cli.py). It sets the environment
+# from the settings first, since Prefect and Metaflow read it when imported.
+if __name__ == "__main__":
     import sys
 
     from cli import main
