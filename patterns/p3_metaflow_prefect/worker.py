@@ -4,9 +4,9 @@
 
 Prefect 3 replaced agents with workers: a worker polls one work pool and runs
 each flow run it claims as a subprocess (a "process" pool here; a Kubernetes
-pool runs a pod instead, see docs/operations.md). `make pattern-3` starts two of these
-under the local stack's supervisord; anywhere else run one per terminal,
-machine or container.
+pool runs a pod instead, see docs/operations.md). `make pattern-3` starts two
+of these under the local stack's supervisord; anywhere else run one per
+terminal, machine or container.
 
 The Prefect worker name gets this process's pid (`p3-worker-1-pid4242`), so
 a worker restarted after a crash is a new worker in the UI and in each flow
