@@ -21,27 +21,30 @@ from pathlib import Path
 
 P3 = Path(__file__).resolve().parents[1] / "patterns" / "p3_metaflow_prefect"
 sys.path.insert(0, str(P3))
-os.chdir(P3)
 
-from prefect.deployments import run_deployment  # noqa: E402
-
-import flow  # noqa: E402  (exports the settings before prefect and metaflow load)
+from settings import P3Settings, configure  # noqa: E402  (this folder, put on sys.path above)
 
 PARAMS = {"n_estimators": 50, "max_depth": 8, "folds": 3, "seed": 0}
 
 
-def direct(data_url: str, data_version: str) -> float:
-    command = [sys.executable, str(flow.TRAINFLOW), "--no-pylint", "run", "--data_url", data_url]
+def direct(settings: P3Settings, data_url: str, data_version: str) -> float:
+    from fencing import TRAINFLOW
+
+    command = [sys.executable, str(TRAINFLOW), "--no-pylint", "run", "--data_url", data_url]
     command += ["--data_version", data_version] + [a for k, v in PARAMS.items() for a in (f"--{k}", str(v))]
     t0 = time.perf_counter()
-    subprocess.run(command, env=os.environ | flow.SETTINGS.metaflow_env(), check=True, capture_output=True)
+    subprocess.run(command, env=os.environ | settings.metaflow_env(), check=True, capture_output=True)
     return time.perf_counter() - t0
 
 
-def deployed(data_url: str, data_version: str) -> float:
+def deployed(settings: P3Settings, data_url: str, data_version: str) -> float:
+    from prefect.deployments import run_deployment
+
+    from flow import CHILD_FLOW
+
     t0 = time.perf_counter()
     run = run_deployment(
-        f"{flow.CHILD_FLOW}/{flow.SETTINGS.deployment}",
+        f"{CHILD_FLOW}/{settings.deployment}",
         parameters={"data_url": data_url, "data_version": data_version, **PARAMS},
         poll_interval=0.5,
     )
@@ -53,11 +56,17 @@ def deployed(data_url: str, data_version: str) -> float:
 
 def main() -> None:
     repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    data_url, data_version = flow.publish_dataset(flow.SETTINGS)
+    os.chdir(P3)
+    # Before Prefect and Metaflow are imported (below, inside the functions):
+    # both read the environment once, at import.
+    settings = configure()
+    from dataset import publish_dataset
+
+    data_url, data_version = publish_dataset(settings)
     out: dict[str, list[float]] = {"direct_s": [], "deployment_s": []}
     for _ in range(repeat):
-        out["direct_s"].append(round(direct(data_url, data_version), 3))
-        out["deployment_s"].append(round(deployed(data_url, data_version), 3))
+        out["direct_s"].append(round(direct(settings, data_url, data_version), 3))
+        out["deployment_s"].append(round(deployed(settings, data_url, data_version), 3))
     print(json.dumps(out))
 
 

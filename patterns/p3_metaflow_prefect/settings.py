@@ -9,7 +9,8 @@ Three kinds of process must agree on one Metaflow store: the fan-out flow
 (it reads results with the Metaflow Client), each worker's flow runs (they
 start Metaflow runs) and Metaflow's own step processes. `metaflow_env()` is
 the single place that turns these settings into Metaflow's and boto3's
-variables, and every one of those processes calls it.
+variables, and every one of those processes calls it (through `configure()`,
+which each entry point calls before it imports Prefect or Metaflow).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class P3Settings(BaseSettings):
     # Artifacts, datasets and code live under this S3 prefix (the bucket must exist).
     metaflow_s3_root: str = Field("s3://metaflow/p3", validation_alias=_env("METAFLOW_S3_ROOT"))
     # Metaflow's run metadata ("local" provider): a folder every process on this
-    # machine shares. On several machines use Metaflow's metadata service (README).
+    # machine shares. On several machines use Metaflow's metadata service (docs/operations.md, Scale out).
     metaflow_metadata_dir: Path = Field(PATTERN_DIR / ".state", validation_alias=_env("METAFLOW_METADATA_DIR"))
     # The dataset the fan-out publishes (CSV, numeric, with a `target` column).
     data_file: Path = Field(PATTERN_DIR / "data" / "digits.csv", validation_alias=_env("DATA_FILE"))
@@ -134,3 +135,13 @@ def load_settings() -> P3Settings:
             f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
         )
         raise SystemExit(f"error: invalid setting {problems}\n  fix: correct it in the environment or .env") from None
+
+
+def configure() -> P3Settings:
+    """The settings, exported to the environment: what every entry point of
+    this pattern does first (the command line, each flow, a worker). Prefect
+    and Metaflow read their configuration once, when imported, so an entry
+    point calls this before it imports either."""
+    settings = load_settings()
+    settings.export_to_environ()
+    return settings

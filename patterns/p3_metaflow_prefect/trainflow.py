@@ -24,6 +24,23 @@ import io
 from metaflow import FlowSpec, Parameter, current, step
 
 LABEL = "target"
+RANGES: dict[str, tuple[int, int, str]] = {}  # filled by ranged(): name -> (lowest, highest, note)
+
+
+def ranged(name: str, default: int, low: int, high: int, help: str, note: str = "") -> Parameter:
+    """An int Parameter declared once with its default and range: the help
+    shows the range and `start` rejects a value outside it, naming it."""
+    RANGES[name] = (low, high, note)
+    return Parameter(name, help=f"{help} ({low}-{high}{'; ' + note if note else ''})", type=int, default=default)
+
+
+def out_of_range(values: dict[str, int]) -> list[str]:
+    """One line per value outside its declared range."""
+    return [
+        f"{name}={values[name]} is outside {low}-{high}" + (f" ({note})" if note else "")
+        for name, (low, high, note) in RANGES.items()
+        if not low <= values[name] <= high
+    ]
 
 
 class P3TrainFlow(FlowSpec):
@@ -31,21 +48,17 @@ class P3TrainFlow(FlowSpec):
     data_version = Parameter(
         "data_version", help="expected sha256 of the dataset; the run fails if the object differs", default=""
     )
-    n_estimators = Parameter("n_estimators", help="trees in the forest (1-2000)", type=int, default=50)
-    max_depth = Parameter("max_depth", help="tree depth (1-100; 0 = unlimited)", type=int, default=8)
-    folds = Parameter("folds", help="cross-validation folds (2-10)", type=int, default=3)
+    # The training parameters: the Prefect flows pass them on, the defaults and
+    # ranges are these. max_depth 0 becomes scikit-learn's None in _model().
+    n_estimators = ranged("n_estimators", 50, 1, 2000, "trees in the forest")
+    max_depth = ranged("max_depth", 8, 0, 100, "tree depth", note="0 means unlimited")
+    folds = ranged("folds", 3, 2, 10, "cross-validation folds")
     seed = Parameter("seed", help="random seed for folds and forest", type=int, default=0)
 
     @step
     def start(self):
         """Check the parameters, read the dataset from S3 and version it."""
-        problems = []
-        if not 1 <= self.n_estimators <= 2000:
-            problems.append(f"n_estimators={self.n_estimators} is outside 1-2000")
-        if not 0 <= self.max_depth <= 100:
-            problems.append(f"max_depth={self.max_depth} is outside 0-100 (0 means unlimited)")
-        if not 2 <= self.folds <= 10:
-            problems.append(f"folds={self.folds} is outside 2-10")
+        problems = out_of_range({name: getattr(self, name) for name in RANGES})
         if problems:
             raise ValueError("bad parameter: " + "; ".join(problems))
 

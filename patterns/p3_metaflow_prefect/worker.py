@@ -4,9 +4,9 @@
 
 Prefect 3 replaced agents with workers: a worker polls one work pool and runs
 each flow run it claims as a subprocess (a "process" pool here; a Kubernetes
-pool runs a pod instead, see README). `make pattern-3` starts two of these
-under the local stack's supervisord; anywhere else run one per terminal,
-machine or container.
+pool runs a pod instead, see docs/operations.md). `make pattern-3` starts two
+of these under the local stack's supervisord; anywhere else run one per
+terminal, machine or container.
 
 The Prefect worker name gets this process's pid (`p3-worker-1-pid4242`), so
 a worker restarted after a crash is a new worker in the UI and in each flow
@@ -19,13 +19,12 @@ import os
 import sys
 from pathlib import Path
 
-from settings import load_settings
+from settings import configure
 
 
 def main(argv: list[str]) -> None:
     name = argv[1] if len(argv) > 1 else "p3-worker"
-    settings = load_settings()
-    settings.export_to_environ()
+    settings = configure()
     # Flow runs are subprocesses of the worker: they must find this
     # environment's python and Metaflow whatever PATH the worker inherited.
     bin_dir = Path(sys.executable).parent
