@@ -27,7 +27,9 @@ from verify import run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description="\n\n".join(__doc__.split("\n\n")[:2]), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("stage", choices=["build", "validate", "deploy", "run"])
     args = parser.parse_args(argv)
     os.environ.setdefault("DO_NOT_TRACK", "true")
