@@ -13,14 +13,13 @@ from flow import batch_score, retrain
 
 def test_retrain_declares_each_parameter_once_with_its_range():
     properties = parameter_schema(retrain).model_dump_for_openapi()["properties"]
-    assert properties["max_depth"] | {"title": None} == {
-        "default": 0,
-        "minimum": 0,
-        "maximum": 64,
-        "type": "integer",
-        "title": None,
-        "position": 1,
-    }
+    max_depth = properties["max_depth"]
+    assert (max_depth["type"], max_depth["default"], max_depth["minimum"], max_depth["maximum"]) == (
+        "integer",
+        0,
+        0,
+        64,
+    )
     assert (properties["n_estimators"]["minimum"], properties["n_estimators"]["maximum"]) == (1, 2000)
     assert (properties["min_accuracy"]["minimum"], properties["min_accuracy"]["maximum"]) == (0.0, 1.0)
     assert (properties["test_size"]["exclusiveMinimum"], properties["test_size"]["exclusiveMaximum"]) == (0.05, 0.9)
