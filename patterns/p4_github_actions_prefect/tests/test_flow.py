@@ -13,13 +13,8 @@ from flow import batch_score, retrain
 
 def test_retrain_declares_each_parameter_once_with_its_range():
     properties = parameter_schema(retrain).model_dump_for_openapi()["properties"]
-    max_depth = properties["max_depth"]
-    assert (max_depth["type"], max_depth["default"], max_depth["minimum"], max_depth["maximum"]) == (
-        "integer",
-        0,
-        0,
-        64,
-    )
+    max_depth = {key: properties["max_depth"][key] for key in ("type", "default", "minimum", "maximum")}
+    assert max_depth == {"type": "integer", "default": 0, "minimum": 0, "maximum": 64}  # 0: no depth limit
     assert (properties["n_estimators"]["minimum"], properties["n_estimators"]["maximum"]) == (1, 2000)
     assert (properties["min_accuracy"]["minimum"], properties["min_accuracy"]["maximum"]) == (0.0, 1.0)
     assert (properties["test_size"]["exclusiveMinimum"], properties["test_size"]["exclusiveMaximum"]) == (0.05, 0.9)
