@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,8 +70,17 @@ def test_a_step_that_does_not_import_and_a_missing_deployment_are_found(tmp_path
     assert found.value.fix == "fix the items listed"
 
 
-def test_the_validate_stage_prints_each_deployment_with_its_schedule(settings, capsys):
+@pytest.fixture
+def cli_env(settings) -> Iterator[None]:
+    """cli.main() sets PREFECT_API_URL and others in the process environment: put it back after the test."""
     settings()
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_the_validate_stage_prints_each_deployment_with_its_schedule(cli_env, capsys):
     assert cli.main(["validate"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("ok  p4-retrain/p4-retrain  params={")
@@ -78,8 +88,7 @@ def test_the_validate_stage_prints_each_deployment_with_its_schedule(settings, c
     assert out[1] == 'ok  p4-batch-score/p4-batch-score  params={"batch_file": "data/batch.csv"}  schedule=on demand'
 
 
-def test_an_unknown_stage_is_a_usage_error(settings, capsys):
-    settings()
+def test_an_unknown_stage_is_a_usage_error(cli_env, capsys):
     with pytest.raises(SystemExit) as stopped:
         cli.main(["ship"])
     assert stopped.value.code == 2 and "invalid choice: 'ship'" in capsys.readouterr().err
