@@ -1,6 +1,9 @@
-"""One error type for everything a user can fix: what is wrong, and how to fix it."""
+"""What a user reads: one error type for everything they can fix (what is
+wrong, and how to fix it), and progress lines on stderr."""
 
 from __future__ import annotations
+
+import sys
 
 
 class P4Error(RuntimeError):
@@ -14,3 +17,9 @@ class P4Error(RuntimeError):
 
     def render(self) -> str:
         return f"error: {self.problem}\n  fix: {self.fix}"
+
+
+def say(message: str) -> None:
+    # Progress goes to stderr: prefect.yaml's steps and a CI log both show it,
+    # and stdout stays for the summary and the Result line.
+    print(message, file=sys.stderr, flush=True)

@@ -3,14 +3,16 @@
     python flow.py retrain        one retraining run, here, without a deployment
     python flow.py batch-score    score data/batch.csv with the model in service
 
-Two deployments of these flows are declared in prefect.yaml: `p4-retrain`
-(on a schedule, and after every deploy) and `p4-batch-score` (on demand).
-GitHub Actions (or `make pattern-4`) builds a release, runs `prefect deploy`
-and triggers `p4-retrain`; a worker of the deployment's work pool runs it.
+prefect.yaml declares two deployments of these flows: `p4-retrain` (weekly,
+and after every deploy) and `p4-batch-score` (on demand). GitHub Actions (or
+`make pattern-4`) builds a release, runs `prefect deploy` and triggers
+`p4-retrain` (release.py, deploy.py, verify.py); a worker of the deployment's
+work pool runs it.
 
 Who owns what: Prefect owns the schedule and the run state (deployments,
-flow runs, retries); S3 holds the models and predictions (store.py); git
-owns the code, and the release id (the git SHA) links the three: it is the
+flow runs, retries) and checks each run's parameters against the ranges
+declared below; S3 holds the models and predictions (store.py); git owns the
+code, and the release id (the git SHA) links the three: it is the
 deployment's version, the image tag, a tag on every flow run and a field of
 every model card.
 """
@@ -36,35 +38,10 @@ from settings import PATTERN_DIR, load_settings
 from store import ModelStore
 from train import fit_and_evaluate, predict, read_csv
 
-TRAINING_DATA = "data/wine.csv"
-BATCH_DATA = "data/batch.csv"
 
-
-# ## Where a run comes from
-# A deployed run knows its release from the deployment's version and its
-# commit from the `git:` tag prefect.yaml puts on it; an ad hoc run has neither.
-def release_of_this_run() -> dict[str, Any]:
-    tags = list(current_flow_run.tags or [])
-    git = next((t.removeprefix("git:") for t in tags if t.startswith("git:")), None)
-    return {
-        "release": current_deployment.version or "adhoc",
-        "git_sha": git,
-        "deployment": current_deployment.name,
-        "flow_run_id": str(current_flow_run.id),
-        "flow_run_name": current_flow_run.name,
-    }
-
-
-def _data_path(relative: str) -> Path:
-    # Relative to the release's code (the working directory a worker pulled), so
-    # a deployed run reads the data that shipped with its commit.
-    path = Path(relative)
-    return path if path.is_absolute() else PATTERN_DIR / path
-
-
-# ## Retraining
+# ## Retraining: train, gate on held-out accuracy, publish
 @task
-def train(data_file: str, n_estimators: int, max_depth: int | None, test_size: float) -> tuple[Any, dict, Any]:
+def train(data_file: str, n_estimators: int, max_depth: int, test_size: float) -> tuple[Any, dict, Any]:
     data = read_csv(_data_path(data_file))
     model, metrics = fit_and_evaluate(data, n_estimators=n_estimators, max_depth=max_depth, test_size=test_size)
     return model, metrics, data
@@ -78,14 +55,13 @@ def publish(model: Any, card: dict[str, Any]) -> dict[str, Any]:
 @flow(name="p4-retrain", log_prints=True)
 def retrain(
     n_estimators: Annotated[int, Field(ge=1, le=2000)] = 200,
-    max_depth: Annotated[int | None, Field(ge=1, le=64)] = None,
+    max_depth: Annotated[int, Field(ge=0, le=64)] = 0,  # 0: no depth limit
     test_size: Annotated[float, Field(gt=0.05, lt=0.9)] = 0.25,
     min_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] = 0.85,
-    data_file: str = TRAINING_DATA,
+    data_file: str = "data/wine.csv",
 ) -> dict[str, Any]:
     """Retrain the wine classifier, gate it on held-out accuracy, and publish it
     as the model in service. A model below `min_accuracy` is not published."""
-    logger = get_run_logger()
     store = ModelStore(load_settings())
     store.check()
     origin = release_of_this_run()
@@ -110,36 +86,17 @@ def retrain(
         },
     )
     create_markdown_artifact(
-        key="p4-model",
-        markdown=(
-            f"### Model published\n\n| field | value |\n|---|---|\n| release | `{card['release']}` |\n"
-            f"| git commit | `{card['git_sha']}` |\n| built as | `{card['artifact']}` |\n"
-            f"| image id | `{card['image_id'] or '-'}` |\n"
-            f"| data sha256 | `{card['data_sha256'][:16]}…` |\n| accuracy | {metrics['accuracy']} |\n"
-            f"| f1 (macro) | {metrics['f1_macro']} |\n| model | `{card['model_url']}` |\n"
-        ),
-        description="The model this run trained and published",
+        key="p4-model", markdown=model_summary(card), description="The model this run trained and published"
     )
-    logger.info("published %s (accuracy %s, release %s)", card["model_url"], metrics["accuracy"], card["release"])
+    get_run_logger().info(
+        "published %s (accuracy %s, release %s)", card["model_url"], metrics["accuracy"], card["release"]
+    )
     return card
-
-
-def where_this_runs() -> dict[str, Any]:
-    """What the run's code came from: the image (Docker pools) or the source
-    snapshot. P4_IMAGE_RELEASE is baked into the image (and only there);
-    P4_IMAGE_ID and P4_RELEASE_ARTIFACT come from the deployment."""
-    return {
-        "artifact": os.environ.get("P4_RELEASE_ARTIFACT", "working copy (ad hoc run)"),
-        "image_id": os.environ.get("P4_IMAGE_ID") or None,
-        "image_release": os.environ.get("P4_IMAGE_RELEASE"),
-        "uid": os.getuid(),
-        "python": sys.executable,
-    }
 
 
 # ## Batch scoring
 @flow(name="p4-batch-score", log_prints=True)
-def batch_score(batch_file: str = BATCH_DATA, expect_release: str | None = None) -> dict[str, Any]:
+def batch_score(batch_file: str = "data/batch.csv", expect_release: str | None = None) -> dict[str, Any]:
     """Score a CSV with the model in service; write the predictions next to it.
     `expect_release` makes the run fail unless the model in service comes from
     that release (the CD pipeline passes the release it just deployed)."""
@@ -164,6 +121,53 @@ def batch_score(batch_file: str = BATCH_DATA, expect_release: str | None = None)
     counts = {str(k): labels.tolist().count(k) for k in sorted(set(labels.tolist()))}
     print(f"scored {len(labels)} rows of {batch_file} with {card['model_url']}: {counts} -> {url}")
     return origin | {"rows": len(labels), "predictions_url": url, "model_url": card["model_url"], "counts": counts}
+
+
+# ## Where a run comes from
+# A deployed run knows its release from the deployment's version and its
+# commit from the `git:` tag prefect.yaml puts on it; an ad hoc run has neither.
+def release_of_this_run() -> dict[str, Any]:
+    tags = list(current_flow_run.tags or [])
+    git = next((t.removeprefix("git:") for t in tags if t.startswith("git:")), None)
+    return {
+        "release": current_deployment.version or "adhoc",
+        "git_sha": git,
+        "deployment": current_deployment.name,
+        "flow_run_id": str(current_flow_run.id),
+        "flow_run_name": current_flow_run.name,
+    }
+
+
+def where_this_runs() -> dict[str, Any]:
+    """What the run's code came from: the image (Docker pools) or the source
+    snapshot. P4_IMAGE_RELEASE is baked into the image (and only there);
+    P4_IMAGE_ID and P4_RELEASE_ARTIFACT come from the deployment."""
+    return {
+        "artifact": os.environ.get("P4_RELEASE_ARTIFACT", "working copy (ad hoc run)"),
+        "image_id": os.environ.get("P4_IMAGE_ID") or None,
+        "image_release": os.environ.get("P4_IMAGE_RELEASE"),
+        "uid": os.getuid(),
+        "python": sys.executable,
+    }
+
+
+def _data_path(relative: str) -> Path:
+    # Relative to the release's code (the working directory a worker pulled), so
+    # a deployed run reads the data that shipped with its commit.
+    path = Path(relative)
+    return path if path.is_absolute() else PATTERN_DIR / path
+
+
+def model_summary(card: dict[str, Any]) -> str:
+    """The flow run's artifact in the Prefect UI: where the model came from."""
+    metrics = card["metrics"]
+    return (
+        f"### Model published\n\n| field | value |\n|---|---|\n| release | `{card['release']}` |\n"
+        f"| git commit | `{card['git_sha']}` |\n| built as | `{card['artifact']}` |\n"
+        f"| image id | `{card['image_id'] or '-'}` |\n"
+        f"| data sha256 | `{card['data_sha256'][:16]}…` |\n| accuracy | {metrics['accuracy']} |\n"
+        f"| f1 (macro) | {metrics['f1_macro']} |\n| model | `{card['model_url']}` |\n"
+    )
 
 
 if __name__ == "__main__":

@@ -26,16 +26,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from errors import P4Error
+from errors import P4Error, say
 from settings import PATTERN_DIR, P4Settings
 
 DOCKERFILE = PATTERN_DIR / "Dockerfile"
 CODE_DIR = "/opt/prefect/p4"  # WORKDIR in ./Dockerfile
 UID = 10001  # the Dockerfile's user `flows`
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ## Can an image be built here?

@@ -55,15 +55,16 @@ def read_csv(path: Path, *, with_target: bool = True) -> Dataset:
 
 
 def fit_and_evaluate(
-    data: Dataset, *, n_estimators: int, max_depth: int | None, test_size: float, seed: int = 0
+    data: Dataset, *, n_estimators: int, max_depth: int, test_size: float, seed: int = 0
 ) -> tuple[RandomForestClassifier, dict[str, float]]:
-    """A random forest fitted on a stratified split; accuracy and macro F1 on the held-out part."""
+    """A random forest fitted on a stratified split; accuracy and macro F1 on the
+    held-out part. `max_depth=0` is no depth limit (scikit-learn's None)."""
     if data.y is None:
         raise P4Error("the training data has no labels", f"train on a CSV with a {TARGET!r} column")
     X_train, X_test, y_train, y_test = train_test_split(
         data.X, data.y, test_size=test_size, random_state=seed, stratify=data.y
     )
-    model = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, random_state=seed, n_jobs=1)
+    model = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth or None, random_state=seed, n_jobs=1)
     model.fit(X_train, y_train)
     predicted = model.predict(X_test)
     metrics = {

@@ -32,7 +32,7 @@ def ship(stack: Stack) -> tuple[dict[str, str], str]:
 def retrain_runs(stack: Stack, release: str) -> list[dict]:
     deployment = stack.prefect_get("deployments/name/p4-retrain/p4-retrain")
     runs = stack.prefect_post("flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
-    key = f"p4-retrain/p4-retrain:{release}:"  # release.py's run_key: deployment:release:artifact:attempt
+    key = f"p4-retrain/p4-retrain:{release}:"  # verify.py's run_key: deployment:release:artifact:attempt
     return [r for r in runs if (r.get("idempotency_key") or "").startswith(key)]
 
 

@@ -10,36 +10,17 @@ import os
 import re
 import shutil
 import socket
-import sys
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+import deploy
+import image
+import release
+from errors import P4Error
+
 PATTERN = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PATTERN))
-
-import image  # noqa: E402
-import release  # noqa: E402
-from errors import P4Error  # noqa: E402
-from settings import P4Settings  # noqa: E402
-
-
-@pytest.fixture
-def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., P4Settings]:
-    """Settings from the variables a test gives (no .env, no P4_ variable of the caller)."""
-    for name in [n for n in os.environ if n.startswith("P4_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("P4_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("P4_GIT_SHA", "0123456789abcdef0123456789abcdef01234567")
-
-    def make(**env: str) -> P4Settings:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        return P4Settings(_env_file=None)
-
-    return make
 
 
 def test_the_base_image_is_declared_once_in_the_dockerfile():
@@ -118,9 +99,9 @@ def test_the_wheelhouse_is_served_by_the_build_itself_or_the_build_stops(setting
 
 @pytest.mark.parametrize("platform", ["linux", "darwin"])
 def test_a_docker_pool_made_here_runs_local_images_that_reach_the_local_stack(settings, monkeypatch, platform):
-    monkeypatch.setattr(release.sys, "platform", platform)
+    monkeypatch.setattr(deploy.sys, "platform", platform)
     s = settings(P4_PREFECT_API_URL="http://127.0.0.1:4200/api", P4_S3_ENDPOINT_URL="http://127.0.0.1:8333")
-    props = release._docker_pool_template(s)["variables"]["properties"]
+    props = deploy._docker_pool_template(s)["variables"]["properties"]
     assert props["image_pull_policy"]["default"] == "Never"  # p4-flows:<sha> was never pushed
     assert props["auto_remove"]["default"] is True
     env = props["env"]["default"]
@@ -136,14 +117,4 @@ def test_a_docker_pool_for_a_remote_prefect_is_left_as_prefect_makes_it(settings
     from prefect_docker.worker import DockerWorker
 
     s = settings(P4_PREFECT_API_URL="https://api.prefect.cloud/api/accounts/a/workspaces/w")
-    assert release._docker_pool_template(s) == DockerWorker.get_default_base_job_template()
-
-
-def test_a_run_is_keyed_by_deployment_release_and_what_ships_it():
-    source = {"release": "abc", "image_id": ""}
-    image = {"release": "abc", "image_id": "sha256:e5c23f084489cbb394d86eb086f5af69d5edbac5c3c6bbbd213cff1d6aa3cd38"}
-    rebuilt = image | {"image_id": "sha256:0123456789ab" + "0" * 52}
-    assert release.run_key("p4-retrain/p4-retrain", source, 1) == "p4-retrain/p4-retrain:abc:source:1"
-    assert release.run_key("p4-retrain/p4-retrain", image, 2) == "p4-retrain/p4-retrain:abc:image-e5c23f084489:2"
-    keys = {release.run_key("p4-retrain/p4-retrain", b, 1) for b in (source, image, rebuilt)}
-    assert len(keys) == 3, "a snapshot, an image and a rebuilt image of one commit are three runs"
+    assert deploy._docker_pool_template(s) == DockerWorker.get_default_base_job_template()
