@@ -20,7 +20,7 @@ from prefect import get_run_logger, task
 import data
 from settings import P1Settings
 
-SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]  # we trained it ourselves; see README
+SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]  # we trained it ourselves; see docs/operations.md
 
 
 @task

@@ -7,6 +7,7 @@ real Prefect, MLflow and S3) are the repository's tests/p1_prefect_mlflow/.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,3 +43,5 @@ def environ() -> Iterator[os._Environ]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        if "prefect.context" in sys.modules:  # cli.configure() made Prefect re-read the environment
+            sys.modules["prefect.context"].refresh_global_settings_context()

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from cli import main, parser
+from cli import configure, main, parser
 from flow import training_flow
 
 
@@ -70,6 +70,20 @@ def test_a_bad_setting_fails_with_its_name(environ, capsys) -> None:
     assert main(training_flow, []) == 1
     err = capsys.readouterr().err
     assert "error: invalid setting P1_MAX_NAN_FRACTION='3'" in err and "fix: correct it in the environment" in err
+
+
+def test_configure_points_the_imported_libraries_at_the_settings(environ) -> None:
+    """flow.py imported Prefect and MLflow before main() read the settings:
+    configure() makes them read the exported environment again."""
+    import mlflow.telemetry
+    from prefect.settings import get_current_settings
+
+    environ["P1_PREFECT_API_URL"] = "http://prefect.example:4200/api"
+    environ["P1_MLFLOW_TRACKING_URI"] = "http://mlflow.example:5000"
+    configure()
+    assert get_current_settings().api.url == "http://prefect.example:4200/api"
+    assert mlflow.get_tracking_uri() == "http://mlflow.example:5000"
+    assert mlflow.telemetry.get_telemetry_client() is None
 
 
 def _free_port() -> int:
