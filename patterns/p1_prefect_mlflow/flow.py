@@ -37,7 +37,7 @@ import data
 from checks import check_mlflow, check_s3, validate
 from errors import P1Error
 from model import METRICS, evaluate_against_champion, preprocess, register_and_promote, train
-from report import Outcome, publish_summary
+from report import Outcome, add_links, publish_summary
 from serving import serve_and_score
 from settings import PATTERN_DIR, P1Settings, load_settings
 
@@ -51,17 +51,10 @@ def training_flow(
     max_depth: Annotated[int, Field(ge=0, description="depth limit of each tree, 0 = no limit")] = 6,
     test_size: Annotated[float, Field(ge=0.05, le=0.5, description="share of rows held out, scored and served")] = 0.25,
     random_state: Annotated[int, Field(ge=0, le=2**32 - 1, description="seed of the split and the forest")] = 42,
-    data_file: Annotated[
-        str | None, Field(description="a DVC-tracked CSV (default: P1_DATA_FILE, the bundled data set)")
-    ] = None,
+    data_file: Annotated[str | None, Field(description="a DVC-tracked CSV (default: P1_DATA_FILE)")] = None,
 ) -> dict:
     settings = load_settings()
-    params = {
-        "n_estimators": n_estimators,
-        "max_depth": max_depth,
-        "test_size": test_size,
-        "random_state": random_state,
-    }
+    params = dict(n_estimators=n_estimators, max_depth=max_depth, test_size=test_size, random_state=random_state)
     check_mlflow(settings)
     version = resolve_data_version(Path(data_file) if data_file else settings.data_file)
     check_s3(settings, version)
@@ -89,11 +82,7 @@ def training_flow(
     predictions = serve_and_score(settings, x_test)
     outcome.predictions = len(predictions)
     outcome.prediction_counts = {str(c): predictions.count(c) for c in sorted(set(predictions))}
-    base = settings.mlflow_tracking_uri.rstrip("/")
-    outcome.mlflow_run_url = f"{base}/#/experiments/{experiment.experiment_id}/runs/{outcome.mlflow_run_id}"
-    outcome.model_url = f"{base}/#/models/{settings.model_name}/versions/{outcome.champion_version}"
-    prefect_ui = settings.prefect_api_url.rstrip("/").removesuffix("/api")
-    outcome.prefect_flow_run_url = f"{prefect_ui}/runs/flow-run/{outcome.prefect_flow_run_id}"
+    add_links(outcome, settings, experiment.experiment_id)
     publish_summary(settings, outcome)
     return asdict(outcome)
 

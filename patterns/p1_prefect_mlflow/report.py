@@ -35,6 +35,15 @@ class Outcome:
     prefect_flow_run_url: str = ""
 
 
+def add_links(outcome: Outcome, settings: P1Settings, experiment_id: str) -> None:
+    """Where to look: the MLflow run, the champion's version and the Prefect flow run in their UIs."""
+    base = settings.mlflow_tracking_uri.rstrip("/")
+    outcome.mlflow_run_url = f"{base}/#/experiments/{experiment_id}/runs/{outcome.mlflow_run_id}"
+    outcome.model_url = f"{base}/#/models/{settings.model_name}/versions/{outcome.champion_version}"
+    prefect_ui = settings.prefect_api_url.rstrip("/").removesuffix("/api")
+    outcome.prefect_flow_run_url = f"{prefect_ui}/runs/flow-run/{outcome.prefect_flow_run_id}"
+
+
 @task
 def publish_summary(settings: P1Settings, outcome: Outcome) -> None:
     rows = "\n".join(

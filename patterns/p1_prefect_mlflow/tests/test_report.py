@@ -11,7 +11,7 @@ from conftest import PATTERN_DIR
 from mlflow.exceptions import MlflowException
 
 from errors import P1Error, explain
-from report import FAILED, Outcome, result_line, summary
+from report import FAILED, Outcome, add_links, result_line, summary
 from settings import P1Settings
 
 
@@ -51,6 +51,20 @@ def test_the_readme_shows_the_same_fields_in_the_same_order() -> None:
     printed = result_line(settings, outcome()).removeprefix("Result: ")
     assert [f.split("=")[0] for f in shown.split()] == [f.split("=")[0] for f in printed.split()]
     assert "Pattern 1 finished." in readme and "Pattern 1 finished." in summary(settings, outcome())
+
+
+def test_the_links_point_at_the_uis() -> None:
+    settings = P1Settings(
+        _env_file=None,
+        P1_MODEL_NAME="p1-breast-cancer",
+        P1_MLFLOW_TRACKING_URI="http://127.0.0.1:5000/",
+        P1_PREFECT_API_URL="http://127.0.0.1:4200/api",
+    )
+    outcome = Outcome(mlflow_run_id="e6be93b6", champion_version="2", prefect_flow_run_id="0fdc1cd0")
+    add_links(outcome, settings, "1")
+    assert outcome.mlflow_run_url == "http://127.0.0.1:5000/#/experiments/1/runs/e6be93b6"
+    assert outcome.model_url == "http://127.0.0.1:5000/#/models/p1-breast-cancer/versions/2"
+    assert outcome.prefect_flow_run_url == "http://127.0.0.1:4200/runs/flow-run/0fdc1cd0"
 
 
 def test_errors_keep_the_problem_and_the_fix_through_pickling() -> None:
