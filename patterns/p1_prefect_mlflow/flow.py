@@ -16,8 +16,6 @@ The run ends with a summary and one stable line for scripts and tests:
     Result: pattern=p1 status=ok decision=promoted model=... version=... ...
 """
 
-from __future__ import annotations
-
 import contextlib
 import hashlib
 import json

@@ -67,3 +67,24 @@ def test_prefect_publishes_the_ranges_to_its_ui() -> None:
     assert properties["test_size"]["default"] == 0.25
     assert properties["max_depth"]["minimum"] == 0 and properties["max_depth"]["default"] == 6
     assert properties["n_estimators"]["minimum"] == 1
+
+
+def test_a_served_run_validates_the_parameters() -> None:
+    """`python flow.py serve` runs each flow run in a subprocess, sent the flow
+    by value (cloudpickle: flow.py is `__main__` there), so the function's
+    globals hold only the names its code uses. Its annotations must not need
+    others: `from __future__ import annotations` in flow.py made every served
+    run fail (`Training_FlowModel` is not fully defined) while every run from
+    the command line passed."""
+    import cloudpickle
+
+    import flow
+
+    cloudpickle.register_pickle_by_value(flow)
+    try:
+        served = cloudpickle.loads(cloudpickle.dumps(flow.training_flow))
+    finally:
+        cloudpickle.unregister_pickle_by_value(flow)
+    assert served.validate_parameters({"max_depth": 0})["max_depth"] == 0
+    with pytest.raises(ParameterTypeError):
+        served.validate_parameters({"test_size": 0.9})
