@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from errors import P1Error
-from settings import P1Settings
+from settings import P1Settings, load_settings
 
 TARGET = "target"
 # The contract the flow validates: 30 numeric features and a 0/1 target
@@ -208,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Pattern 1 data: export, version, push.")
     parser.add_argument("command", choices=["publish", "version"])
     args = parser.parse_args(argv)
-    settings = P1Settings()
-    settings.export_to_environ()
+    settings = load_settings()
     try:
         if args.command == "publish":
             publish(settings)

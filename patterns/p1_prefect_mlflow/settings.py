@@ -5,6 +5,11 @@ Each field reads `P1_<NAME>` first, then the shared name the tools themselves
 use (PREFECT_API_URL, MLFLOW_TRACKING_URI, S3_ENDPOINT_URL, ...), so one
 `.env` can serve every pattern and a pattern can still be pointed elsewhere
 on its own. `.env.example` documents every variable.
+
+Reading the settings has no side effect. `load_settings()`, called where a
+run starts (the command line's `main()` and the flow itself, which a
+deployment runs without `main()`), also exports the endpoints to the
+environment for the libraries that read it there.
 """
 
 from __future__ import annotations
@@ -82,3 +87,10 @@ class P1Settings(BaseSettings):
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
             }
         )
+
+
+def load_settings() -> P1Settings:
+    """The settings, exported to the environment (see `export_to_environ`)."""
+    settings = P1Settings()
+    settings.export_to_environ()
+    return settings

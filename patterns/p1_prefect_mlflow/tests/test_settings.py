@@ -1,0 +1,57 @@
+"""One settings object: environment variables win (P1_X over the shared name),
+defaults point at the local stack, and reading it has no side effect: the
+command line exports it to the environment, importing the flow does not."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from conftest import PATTERN_DIR
+from pydantic import ValidationError
+
+from errors import explain
+from settings import P1Settings, load_settings
+
+
+def test_defaults_point_at_the_local_stack(environ) -> None:
+    settings = P1Settings(_env_file=None)
+    assert settings.prefect_api_url == "http://127.0.0.1:4200/api"
+    assert settings.mlflow_tracking_uri == "http://127.0.0.1:5000"
+    assert settings.s3_endpoint_url == "http://127.0.0.1:8333"
+    assert settings.data_file == PATTERN_DIR / "data" / "raw" / "breast_cancer.csv"
+
+
+def test_the_pattern_variable_wins_over_the_shared_one(environ) -> None:
+    environ["MLFLOW_TRACKING_URI"] = "http://shared:5000"
+    assert P1Settings(_env_file=None).mlflow_tracking_uri == "http://shared:5000"
+    environ["P1_MLFLOW_TRACKING_URI"] = "http://mine:5000"
+    assert P1Settings(_env_file=None).mlflow_tracking_uri == "http://mine:5000"
+
+
+def test_a_bad_setting_names_the_variable_and_the_fix(environ) -> None:
+    environ["P1_SERVE_PORT"] = "70000"
+    with pytest.raises(ValidationError) as raised:
+        P1Settings(_env_file=None)
+    error = explain(raised.value)
+    assert error is not None
+    assert error.problem.startswith("invalid setting P1_SERVE_PORT='70000'")
+    assert "in the environment or .env" in error.fix
+
+
+def test_load_settings_exports_endpoints_and_turns_phoning_home_off(environ) -> None:
+    environ["P1_PREFECT_API_URL"] = "http://prefect.example:4200/api"
+    environ["P1_S3_ACCESS_KEY_ID"] = "my-key"
+    load_settings()
+    assert environ["PREFECT_API_URL"] == "http://prefect.example:4200/api"
+    assert environ["AWS_ACCESS_KEY_ID"] == "my-key"
+    assert environ["MLFLOW_DISABLE_TELEMETRY"] == "true" and environ["DO_NOT_TRACK"] == "true"
+
+
+def test_importing_the_pattern_changes_no_environment_variable(environ) -> None:
+    """Each of the pattern's modules, executed again with none of the settings'
+    variables set, sets none of them (Prefect and MLflow are imported already)."""
+    before = dict(environ)
+    for name in ("settings", "errors", "data", "checks", "model", "serving", "report", "deploy", "cli", "flow"):
+        importlib.reload(importlib.import_module(name))
+    assert dict(environ) == before
