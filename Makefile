@@ -243,6 +243,11 @@ endif
 .PHONY: test test-compose test-all lint bench bench-local bench-matrix bench-compose bench-p4-image
 test-all: test _test-reliability-only test-compose ## Every test: `make test`, the restart/double-trigger tests, `make test-compose` (.ci/run)
 
+.PHONY: test-fast
+test-fast: _uv ## Every pattern folder's own fast tests, no service (`uv run pytest` in each folder)
+	@for dir in $(P1) $(P2) $(P2)/pipeline $(P3) $(P4); do \
+	  echo "== $${dir#$(ROOT)/}"; (cd $$dir && $(UV) run --locked pytest -q) || exit 1; done
+
 test: setup ## Run the test suite on the local tier (starts its own stack on free ports)
 	@rc=0; $(UV) run --locked --project $(ROOT) pytest $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \

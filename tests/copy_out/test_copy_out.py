@@ -111,6 +111,13 @@ def sync(copy: Path, cwd: Path | None = None) -> None:
     ok(sh(copy, UV, "sync", "--locked", cwd=cwd), f"uv sync --locked in {cwd or copy}")
 
 
+def fast_tests(copy: Path, cwd: Path | None = None) -> None:
+    """The folder's own tests (its tests/), as the README says: `uv run pytest`
+    in the copy, no service. They must be collected and pass there."""
+    done = ok(sh(copy, UV, "run", "--locked", "pytest", "-q", cwd=cwd), "uv run pytest")
+    assert re.search(r"\b\d+ passed\b", done.stdout) and " skipped" not in done.stdout, done.stdout[-2000:]
+
+
 @contextmanager
 def background(copy: Path, *command: str, log: Path) -> Iterator[subprocess.Popen]:
     """A long-running command started from the copy (a worker, `cmd &`), always
@@ -174,6 +181,7 @@ def test_p1_copied_out_trains_registers_and_serves(stack: Stack, tmp_path: Path)
         **s3_settings(stack, "P1"),
     )
     sync(copy)
+    fast_tests(copy)
     ok(sh(copy, UV, "run", "dvc", "remote", "modify", "storage", "url", "s3://dvc/copyout-p1"), "dvc remote modify")
     ok(
         sh(copy, UV, "run", "dvc", "remote", "modify", "storage", "endpointurl", stack.env["S3_ENDPOINT_URL"]),
@@ -208,6 +216,8 @@ def test_p2_copied_out_runs_the_dag_and_the_kfp_pipeline(stack: Stack, tmp_path:
     dot_env(copy, P2_BUCKET=bucket, **s3_settings(stack, "P2"))
     sync(copy)
     sync(copy, cwd=copy / "pipeline")
+    fast_tests(copy)
+    fast_tests(copy, cwd=copy / "pipeline")
     done = ok(sh(copy, UV, "run", "python", "-m", "harness", "--date", day), "python -m harness")
 
     result = parse_result(done.stdout)
@@ -249,6 +259,7 @@ def test_p3_copied_out_fans_out_on_its_own_workers(stack: Stack, tmp_path: Path)
         **s3_settings(stack, "P3"),
     )
     sync(copy)
+    fast_tests(copy)
     ok(sh(copy, UV, "run", "python", "flow.py", "deploy"), "flow.py deploy")
     with (
         background(copy, UV, "run", "python", "worker.py", "copyout-w1", log=tmp_path / "w1.log"),
@@ -298,8 +309,9 @@ def test_p4_copied_out_runs_the_cd_cycle_outside_github_actions(stack: Stack, tm
         **s3_settings(stack, "P4"),
     )
     sync(copy)
-    for stage in (("ruff", "check", "."), ("ruff", "format", "--check", "."), ("pytest", "-q")):
+    for stage in (("ruff", "check", "."), ("ruff", "format", "--check", ".")):
         ok(sh(copy, UV, "run", "--locked", *stage), " ".join(stage))
+    fast_tests(copy)
     ok(sh(copy, UV, "run", "--locked", "python", "release.py", "build"), "release.py build")
     ok(sh(copy, UV, "run", "--locked", "python", "release.py", "deploy"), "release.py deploy")
     with background(copy, UV, "run", "--locked", "python", "worker.py", "copyout-p4", log=tmp_path / "w.log"):
