@@ -241,15 +241,15 @@ endif
 
 ##@ Quality
 .PHONY: test test-compose test-all lint bench bench-local bench-matrix bench-compose bench-p4-image
-test-all: test _test-reliability-only test-compose ## Every test: `make test`, the restart/double-trigger tests, `make test-compose` (.ci/run)
+test-all: _test-local-all test-compose ## Every test: `make test` with the restart/double-trigger tests in one session, then `make test-compose` (.ci/run)
 
 .PHONY: test-fast
 test-fast: _uv ## Every pattern folder's own fast tests, no service (`uv run pytest` in each folder)
 	@for dir in $(P1) $(P2) $(P2)/pipeline $(P3) $(P4); do \
 	  echo "== $${dir#$(ROOT)/}"; (cd $$dir && $(UV) run --locked pytest -q) || exit 1; done
 
-test: setup ## Run the test suite on the local tier (starts its own stack on free ports)
-	@rc=0; $(UV) run --locked --project $(ROOT) pytest $(PYTEST_ARGS) || rc=$$?; \
+test: setup ## Run the test suite on the local tier (starts its own stack on free ports); prints the 15 slowest tests
+	@rc=0; $(UV) run --locked --project $(ROOT) pytest --durations=15 $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
 
@@ -265,14 +265,15 @@ test-compose: _uv ## Run the compose tier for real (patterns 1-4, restarts, down
 	  exit $$rc
 
 # The reliability battery (tests/reliability, marker `reliability`) plus the
-# failure tests tagged `failure_mode`, which plain `make test` runs too; test-all
-# adds only the `reliability` ones, so nothing runs twice there.
-.PHONY: test-reliability _test-reliability-only
+# failure tests tagged `failure_mode`, which plain `make test` runs too. test-all
+# runs `make test` and the `reliability` tests in one session on one stack (they
+# run last there: tests/conftest.py), so nothing runs twice and the stack starts once.
+.PHONY: test-reliability _test-local-all
 test-reliability: _uv ## Restart services mid-run, trigger runs twice at once, every bad input (local tier)
 	@$(MAKE) --no-print-directory test PYTEST_ARGS="-m 'reliability or failure_mode' $(PYTEST_ARGS)"
 
-_test-reliability-only: _uv
-	@$(MAKE) --no-print-directory test PYTEST_ARGS="-m reliability $(PYTEST_ARGS)"
+_test-local-all: _uv
+	@$(MAKE) --no-print-directory test PYTEST_ARGS="-m 'not compose and not docker' $(PYTEST_ARGS)"
 
 lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema check and zizmor
 	$(UV) run --locked --project $(ROOT) ruff check $(ROOT)

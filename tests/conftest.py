@@ -295,6 +295,13 @@ def stop_stack(s: Stack) -> None:
     assert stopped.returncode == 0, stopped.output
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The reliability tests restart services and kill workers: in a session
+    that runs the others too (`make test-all`), they run last, so every other
+    test meets the stack as `make test` leaves it. The order is otherwise kept."""
+    items.sort(key=lambda item: item.get_closest_marker("reliability") is not None)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
     state_dir = tmp_path_factory.mktemp("stack")
@@ -306,3 +313,41 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         logs = s.make("logs", env={"LINES": "60"}).output
         reporter.write_line("\n---- local stack logs (a test failed) ----\n" + logs)
     stop_stack(s)
+
+
+# ---- pattern runs shared by the tests that only read what they produced ------------
+# Each runs once per session, on first use: the pattern's smoke tests, lineage and
+# the others assert on the same run instead of running the pattern again.
+P2_SMOKE_DATE = "2026-03-01"
+
+
+@pytest.fixture(scope="session")
+def p1_first_run(stack: Stack) -> dict[str, str]:
+    """`make pattern-1` on the session's empty stack: the first model version."""
+    done = stack.make("pattern-1")
+    assert done.returncode == 0, done.output
+    return parse_result(done.stdout) | {"_output": done.output}
+
+
+@pytest.fixture(scope="session")
+def p2_env(stack: Stack) -> dict[str, str]:
+    """Pattern 2's environment on the session stack: its own state folder, and
+    nothing from the caller that could point it or Airflow elsewhere."""
+    env = {k: v for k, v in stack.env.items() if not k.startswith(("P2_", "AIRFLOW", "KFP_", "VIRTUAL_ENV"))}
+    return env | {"P2_STATE_DIR": str(stack.state_dir / "p2")}
+
+
+@pytest.fixture(scope="session")
+def p2_first_run(stack: Stack, p2_env: dict[str, str]) -> dict[str, str]:
+    """`make pattern-2` for P2_SMOKE_DATE, the first run of that date."""
+    done = stack.make("pattern-2", env=p2_env | {"ARGS": f"--date {P2_SMOKE_DATE}"})
+    assert done.returncode == 0, done.output[-5000:]
+    return parse_result(done.stdout) | {"_output": done.output}
+
+
+@pytest.fixture(scope="session")
+def p4_cycle(stack: Stack) -> dict:
+    """`make pattern-4` (source build: P4_BUILD=source in stack_env), the first release of this commit."""
+    done = stack.make("pattern-4", timeout=900)
+    assert done.returncode == 0, done.output[-5000:]
+    return {"output": done.output, "result": parse_result(done.stdout)}

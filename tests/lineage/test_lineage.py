@@ -1,13 +1,13 @@
-"""`make lineage` / infra/lineage/lineage.py against real pattern runs: each
-pattern runs once, then the chain is asked for from every kind of id that
-pattern produces, and every link must equal what is known independently (the
-pattern's Result line, `git rev-parse HEAD` of this checkout, the DVC pointer's
-md5, the sha256 of the data's bytes, the objects in S3). Then ids that match
-nothing, and the make target's usage error.
+"""`make lineage` / infra/lineage/lineage.py against real pattern runs: the
+chain is asked for from every kind of id a pattern's run produces, and every
+link must equal what is known independently (the pattern's Result line, `git
+rev-parse HEAD` of this checkout, the DVC pointer's md5, the sha256 of the
+data's bytes, the objects in S3). Then ids that match nothing, and the make
+target's usage error.
 
-These runs use a stack of their own (this module's, on free ports), not the
-session's: pattern 1's tests expect the first model version of the session and
-pattern 4's a fresh release, which a lineage run before them would take.
+The runs are the session's own (tests/conftest.py: the first run of patterns
+1, 2 and 4 on the session stack, which their smoke tests read too); only
+pattern 3's single training run is made here.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PATTERNS, REPO, Stack, in_env, parse_result, stack_env, start_stack, stop_stack
+from conftest import P2_SMOKE_DATE, PATTERNS, REPO, Stack, in_env, parse_result
 
 pytestmark = pytest.mark.stack
 
@@ -42,15 +42,12 @@ def commit_of(folder: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def lstack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    state_dir = tmp_path_factory.mktemp("lineage-stack")
-    env = stack_env(state_dir) | {
-        "P2_STATE_DIR": str(state_dir / "p2"),
-        "P3_METAFLOW_METADATA_DIR": str(state_dir / "metaflow"),
-    }
-    s = start_stack(env, state_dir)
-    yield s
-    stop_stack(s)
+def lstack(stack: Stack, p2_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    """The session stack, with pattern 2's state folder (its Airflow runs) and a
+    Metaflow metadata folder of this module's: what lineage.py reads."""
+    metadata = tmp_path_factory.mktemp("lineage-metaflow")
+    env = p2_env | {"P3_METAFLOW_METADATA_DIR": str(metadata)}
+    return Stack(env=env, state_dir=stack.state_dir)
 
 
 def lineage(stack: Stack, given: str, *args: str, env: dict[str, str] | None = None):
@@ -70,11 +67,9 @@ def links(found: dict[str, str]) -> dict[str, str]:
 
 
 # ---- pattern 1: model version, MLflow run, Prefect flow run -----------------------
-def test_p1_chain_from_model_version_mlflow_run_and_prefect_run(lstack: Stack) -> None:
-    done = lstack.make("pattern-1")
-    assert done.returncode == 0, done.output[-5000:]
-    result = parse_result(done.stdout)
-    assert result["decision"] == "promoted", done.output[-3000:]
+def test_p1_chain_from_model_version_mlflow_run_and_prefect_run(lstack: Stack, p1_first_run: dict[str, str]) -> None:
+    result = p1_first_run
+    assert result["decision"] == "promoted", result["_output"][-3000:]
     md5 = yaml.safe_load((P1 / "data" / "raw" / "breast_cancer.csv.dvc").read_text())["outs"][0]["md5"]
     expected = {
         "pattern": "p1",
@@ -104,11 +99,9 @@ def test_p1_chain_from_model_version_mlflow_run_and_prefect_run(lstack: Stack) -
 
 
 # ---- pattern 2: Airflow DAG run, KFP run ------------------------------------------
-def test_p2_chain_from_dag_run_and_kfp_run(lstack: Stack) -> None:
-    date = "2026-05-01"
-    done = lstack.make("pattern-2", env={"ARGS": f"--date {date}"})
-    assert done.returncode == 0, done.output[-5000:]
-    result = parse_result(done.stdout)
+def test_p2_chain_from_dag_run_and_kfp_run(lstack: Stack, p2_first_run: dict[str, str]) -> None:
+    date = P2_SMOKE_DATE
+    result = p2_first_run
     assert result["decision"] == "published" and result["reused"] == "false"
     bucket, key = result["dataset"].removeprefix("s3://").split("/", 1)
     dataset = lstack.s3().get_object(Bucket=bucket, Key=key)
@@ -171,11 +164,8 @@ def test_p3_chain_from_metaflow_run_and_prefect_run(lstack: Stack) -> None:
 
 
 # ---- pattern 4: release, Prefect flow run -----------------------------------------
-def test_p4_chain_from_release_and_prefect_run(lstack: Stack) -> None:
-    # The stages that produce a model (lint and unit tests change nothing here).
-    done = lstack.make("p4-build", "p4-deploy", "p4-worker", "p4-run")
-    assert done.returncode == 0, done.output[-5000:]
-    result = parse_result(done.stdout)
+def test_p4_chain_from_release_and_prefect_run(lstack: Stack, p4_cycle: dict) -> None:
+    result = p4_cycle["result"]
     release, run = result["release"], result["retrain_run"]
     assert release.startswith(HEAD)
     card = f"s3://p4-models/models/{release}/{run}/model.json"

@@ -29,10 +29,9 @@ def tags(entity: dict) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def first_run(stack: Stack) -> dict[str, str]:
-    done = stack.make("pattern-1")
-    assert done.returncode == 0, done.output
-    return parse_result(done.stdout) | {"_output": done.output}
+def first_run(p1_first_run: dict[str, str]) -> dict[str, str]:
+    """`make pattern-1` on the session's empty stack (tests/conftest.py: lineage reads the same run)."""
+    return p1_first_run
 
 
 # ---- smoke ------------------------------------------------------------------------

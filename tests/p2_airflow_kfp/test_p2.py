@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PATTERNS, Stack, free_port, in_env, parse_result
+from conftest import P2_SMOKE_DATE, PATTERNS, Stack, free_port, in_env, parse_result
 
 P2 = PATTERNS / "p2_airflow_kfp"
 PIPELINE = P2 / "pipeline"
@@ -190,9 +190,9 @@ def test_committed_ir_is_up_to_date(tmp_path: Path) -> None:
 
 # ---- against the local stack ----------------------------------------------------------
 @pytest.fixture(scope="module")
-def p2(stack: Stack) -> dict[str, str]:
-    """Pattern 2's environment on the session stack: its own state folder."""
-    return clean_env(stack.env, P2_STATE_DIR=str(stack.state_dir / "p2"))
+def p2(p2_env: dict[str, str]) -> dict[str, str]:
+    """Pattern 2's environment on the session stack: its own state folder (tests/conftest.py)."""
+    return p2_env
 
 
 def run_p2(stack: Stack, p2: dict[str, str], *args: str, env: dict[str, str] | None = None):
@@ -231,14 +231,13 @@ def kfp_executions(p2: dict[str, str], run_name: str) -> list[str]:
     return sorted(p.name for p in root.glob("p2-wine-training-*")) if root.exists() else []
 
 
-SMOKE_DATE = "2026-03-01"
+SMOKE_DATE = P2_SMOKE_DATE
 
 
 @pytest.fixture(scope="module")
-def first_run(stack: Stack, p2: dict[str, str]) -> dict[str, str]:
-    done = stack.make("pattern-2", env=p2 | {"ARGS": f"--date {SMOKE_DATE}"})
-    assert done.returncode == 0, done.output[-5000:]
-    return parse_result(done.stdout) | {"_output": done.output}
+def first_run(p2_first_run: dict[str, str]) -> dict[str, str]:
+    """`make pattern-2` for SMOKE_DATE (tests/conftest.py: lineage reads the same run)."""
+    return p2_first_run
 
 
 def test_smoke_dataset_in_s3_metrics_in_xcom_model_published(
