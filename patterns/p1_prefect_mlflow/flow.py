@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -163,12 +164,20 @@ def training_slot(key: str, timeout: float):
     name = f"p1-train-{key}"
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):  # two at once
         client.upsert_global_concurrency_limit_by_name(name, 1)
+    trained = False
     try:
         # A failed lease renewal (the server away for longer than the renewal's
         # retries) logs a warning instead of cancelling the training half-way:
         # the MLflow run's own state, not the lease, decides what is reused.
         with concurrency(name, occupy=1, timeout_seconds=timeout, strict=True, raise_on_lease_renewal_failure=False):
             yield
+            trained = True
+    except httpx.HTTPError as exc:
+        if not trained:
+            raise
+        # The training is done and recorded; only the release failed (the
+        # Prefect server away at that moment): the lease expires by itself.
+        get_run_logger().warning("training slot %s not released (%s): its lease expires by itself", name, exc)
     except TimeoutError as exc:
         raise P1Error(
             f"another run has held the training slot {name!r} for over {timeout:.0f} s",
