@@ -30,18 +30,28 @@ RESULT_RE = re.compile(r"^Result: (.*)$", re.MULTILINE)
 UV = os.environ.get("UV", "uv")  # `uv run` exports its own path; `make test` runs pytest that way
 
 
+# Ports for the stacks and the tests. Each pytest-xdist worker (gw0, gw1...) takes them
+# from a band of its own below Linux's ephemeral range (32768 and up), and never hands
+# one out twice: two workers starting their stacks at the same moment cannot pick the
+# same port before either has bound it.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+PORT_BAND = 2500
+_next_port = 20000 + PORT_BAND * WORKER
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port_run(1)
 
 
-def free_port_run(length: int, start: int = 21000, stop: int = 60000) -> int:
-    """The first port of `length` consecutive free ports."""
-    for base in range(start, stop, length):
+def free_port_run(length: int) -> int:
+    """The first port of `length` consecutive free ports in this worker's band."""
+    global _next_port
+    band_end = 20000 + PORT_BAND * (WORKER + 1)
+    while _next_port + length <= band_end:
+        base, _next_port = _next_port, _next_port + length
         if all(_free(base + i) for i in range(length)):
             return base
-    raise RuntimeError(f"no {length} consecutive free ports")
+    raise RuntimeError(f"no {length} consecutive free ports left in {band_end - PORT_BAND}-{band_end - 1}")
 
 
 def _free(port: int) -> bool:
@@ -295,11 +305,50 @@ def stop_stack(s: Stack) -> None:
     assert stopped.returncode == 0, stopped.output
 
 
+# ---- two workers: pytest-xdist, `-n 2 --dist loadgroup` (make test) -------------------
+# Each worker is a session of its own, with its own stack (the `stack` fixture) and its
+# own ports (free_port_run). The tests of one group run on one worker, in file order;
+# a file is a group unless it is named here.
+GROUPS = {
+    # One Docker engine, one compose project, pattern 4's test image names and build port.
+    "tests/compose/": "docker",
+    "tests/p4_github_actions_prefect/test_p4_image.py": "docker",
+    # The readers of the session's first runs of patterns 1 and 4 (p1_first_run, p4_cycle),
+    # so those run once: and test_bench's run of pattern 1 comes after the first one.
+    "tests/p1_prefect_mlflow/test_p1.py": "first-runs",
+    "tests/p4_github_actions_prefect/test_p4.py": "first-runs",
+    "tests/lineage/": "first-runs",
+    "tests/test_bench.py": "first-runs",
+    # Independent of each other: each copies a folder and runs it.
+    "tests/copy_out/": None,
+}
+# Handed out in this order, the longest first, so that both workers end together.
+DISPATCH = ["docker", "first-runs", "tests/p3_metaflow_prefect/test_p3.py", "tests/p2_airflow_kfp/test_p2.py"]
+
+
+def xdist_group(item: pytest.Item) -> str:
+    path = item.path.relative_to(REPO).as_posix()
+    for prefix, group in GROUPS.items():
+        if path.startswith(prefix):
+            return group or item.nodeid  # None: each test alone
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The reliability tests restart services and kill workers: in a session
-    that runs the others too (`make test-all`), they run last, so every other
-    test meets the stack as `make test` leaves it. The order is otherwise kept."""
-    items.sort(key=lambda item: item.get_closest_marker("reliability") is not None)
+    """Groups for the workers, and the order: the reliability tests restart services and
+    kill workers, so they come after every other test (each worker meets them last, and
+    every other test meets its stack as `make test` leaves it); otherwise the groups in
+    DISPATCH first, then the rest in file order."""
+    rank = {group: i for i, group in enumerate(DISPATCH)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("reliability") is not None,
+            rank.get(xdist_group(item), len(rank)),
+        )
+    )
 
 
 @pytest.fixture(scope="session")
