@@ -365,9 +365,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 
 
 # ---- pattern runs shared by the tests that only read what they produced ------------
-# Each runs once per session, on first use: the pattern's smoke tests, lineage and
-# the others assert on the same run instead of running the pattern again.
-P2_SMOKE_DATE = "2026-03-01"
+# Each runs once per session (per worker), on first use: the pattern's smoke tests and
+# lineage assert on the same run instead of running the pattern again.
 
 
 @pytest.fixture(scope="session")
@@ -384,14 +383,6 @@ def p2_env(stack: Stack) -> dict[str, str]:
     nothing from the caller that could point it or Airflow elsewhere."""
     env = {k: v for k, v in stack.env.items() if not k.startswith(("P2_", "AIRFLOW", "KFP_", "VIRTUAL_ENV"))}
     return env | {"P2_STATE_DIR": str(stack.state_dir / "p2")}
-
-
-@pytest.fixture(scope="session")
-def p2_first_run(stack: Stack, p2_env: dict[str, str]) -> dict[str, str]:
-    """`make pattern-2` for P2_SMOKE_DATE, the first run of that date."""
-    done = stack.make("pattern-2", env=p2_env | {"ARGS": f"--date {P2_SMOKE_DATE}"})
-    assert done.returncode == 0, done.output[-5000:]
-    return parse_result(done.stdout) | {"_output": done.output}
 
 
 @pytest.fixture(scope="session")
