@@ -259,7 +259,7 @@ test-fast: _uv ## Every pattern folder's own fast tests, no service (`uv run pyt
 # tests share a worker, and in what order they are handed out: tests/conftest.py.
 # PYTEST_WORKERS=0 runs the session in one process.
 PYTEST_WORKERS ?= 2
-XDIST_ARGS = $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder)
+XDIST_ARGS = $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder)
 test: setup ## Run the test suite on the local tier (two workers, each starts its own stack on free ports); prints the 15 slowest tests
 	@rc=0; $(UV) run --locked --project $(ROOT) pytest $(XDIST_ARGS) --durations=15 $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \

@@ -305,7 +305,7 @@ def stop_stack(s: Stack) -> None:
     assert stopped.returncode == 0, stopped.output
 
 
-# ---- two workers: pytest-xdist, `-n 2 --dist loadgroup` (make test) -------------------
+# ---- two workers: pytest-xdist, `-n 2` (make test) -----------------------------------
 # Each worker is a session of its own, with its own stack (the `stack` fixture) and its
 # own ports (free_port_run). The tests of one group run on one worker, in file order;
 # a file is a group unless it is named here.
@@ -326,27 +326,38 @@ GROUPS = {
 DISPATCH = ["docker", "first-runs", "tests/p3_metaflow_prefect/test_p3.py", "tests/p2_airflow_kfp/test_p2.py"]
 
 
-def xdist_group(item: pytest.Item) -> str:
-    path = item.path.relative_to(REPO).as_posix()
+def group_of(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
     for prefix, group in GROUPS.items():
         if path.startswith(prefix):
-            return group or item.nodeid  # None: each test alone
+            return group or nodeid  # None: each test alone
     return path
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """xdist's `loadscope` with GROUPS as the scopes. (Its `loadgroup` reads `xdist_group`
+    marks through node ids, which pytest 9.2 no longer lets it change: pytest-xdist#1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for the workers, and the order: the reliability tests restart services and
-    kill workers, so they come after every other test (each worker meets them last, and
-    every other test meets its stack as `make test` leaves it); otherwise the groups in
-    DISPATCH first, then the rest in file order."""
+    """The order, which is also the order groups are handed out to the workers: the
+    reliability tests restart services and kill workers, so they come after every
+    other test (each worker meets them last, and every other test meets its stack as
+    `make test` leaves it); otherwise the groups in DISPATCH first, then the rest in
+    file order."""
     rank = {group: i for i, group in enumerate(DISPATCH)}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
     items.sort(
         key=lambda item: (
             item.get_closest_marker("reliability") is not None,
-            rank.get(xdist_group(item), len(rank)),
+            rank.get(group_of(item.nodeid), len(rank)),
         )
     )
 
