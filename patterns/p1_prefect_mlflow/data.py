@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,10 @@ def export_raw(path: Path) -> None:
     frame = load_breast_cancer(as_frame=True).frame
     frame.columns = FEATURES + [TARGET]
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, float_format="%.6g", lineterminator="\n")
+    # Written beside it, then renamed: a run reading the file never sees half of it.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    frame.to_csv(partial, index=False, float_format="%.6g", lineterminator="\n")
+    os.replace(partial, path)
 
 
 def _md5(path: Path) -> str:
@@ -94,6 +98,10 @@ def open_repo(root: Path, settings: P1Settings):
     The committed `.dvc/config` names the remote and the local endpoint; the
     endpoint and credentials in use come from the settings, so the same pointer
     works against the local stack, the compose stack or a real S3.
+
+    Two runs in one checkout take turns on the project's lock, as
+    `dvc --wait-for-lock` does (without it DVC gives up after 3 s with
+    "Unable to acquire lock", and a pull or push longer than that fails the other run).
     """
     from dvc.repo import Repo
 
@@ -104,6 +112,7 @@ def open_repo(root: Path, settings: P1Settings):
             "access_key_id": settings.s3_access_key_id,
             "secret_access_key": settings.s3_secret_access_key,
         },
+        _wait_for_lock=True,  # what the CLI's --wait-for-lock passes (dvc pinned in pyproject.toml)
     )
 
 

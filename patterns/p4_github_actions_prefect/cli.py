@@ -19,6 +19,8 @@ import json
 import os
 import sys
 
+import httpx
+
 from deploy import deploy, validate
 from errors import P4Error
 from release import build, push
@@ -68,5 +70,14 @@ def main(argv: list[str] | None = None) -> int:
             )
     except P4Error as exc:
         print(exc.render(), file=sys.stderr)
+        return 1
+    except httpx.TransportError as exc:  # the server went away mid-stage (restarted, network cut)
+        lost = P4Error(
+            f"the Prefect API at {settings.prefect_api_url} stopped answering during the {args.stage} stage "
+            f"({type(exc).__name__}: {exc})",
+            "when it answers again, run the stage again: a flow run this release already completed is reused, "
+            "not run twice",
+        )
+        print(lost.render(), file=sys.stderr)
         return 1
     return 0

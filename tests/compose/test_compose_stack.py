@@ -2,8 +2,9 @@
 healthy, patterns 1 to 4 succeed against it, data survives restarts of the
 stateful services, and `make down` keeps the named volumes.
 
-The stack: `make up STACK=compose` once per session, as a compose project of its own (`hybrid-ml-patterns-test`) on free
-loopback ports, so a stack you run on the default ports is never touched.
+The stack: `make up STACK=compose` once for this module, as a compose project
+of its own (`hybrid-ml-patterns-test`) on free loopback ports, so a stack you
+run on the default ports is never touched.
 
 State the containers must share with the host (pattern 3's Metaflow metadata,
 pattern 4's releases) lives under .state/compose-test in the checkout, which
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from conftest import REPO, Stack, free_port, free_port_run, parse_result, run, stack_env
+from conftest import REPO, Stack, free_port, free_port_run, parse_result, run, stack_env, wait_for
 
 PROJECT = "hybrid-ml-patterns-test"
 P1_MODEL = "p1-breast-cancer"
@@ -64,7 +65,9 @@ class ComposeStack(Stack):
         return set(done.stdout.split())
 
 
-@pytest.fixture(scope="session")
+# Module-wide, not session-wide: removed as soon as these tests are done, so its
+# containers do not idle on for the rest of the worker's tests.
+@pytest.fixture(scope="module")
 def compose_stack(request: pytest.FixtureRequest) -> Iterator[ComposeStack]:
     state = REPO / ".state" / "compose-test"
     shutil.rmtree(state, ignore_errors=True)
@@ -105,6 +108,14 @@ def p1_run(compose_stack: ComposeStack) -> dict[str, str]:
     done = compose_stack.make("pattern-1", timeout=900)
     assert done.returncode == 0, done.output[-4000:]
     return parse_result(done.stdout)
+
+
+def healthy(stack: ComposeStack) -> bool:
+    try:
+        assert_healthy(stack)
+    except AssertionError:
+        return False
+    return True
 
 
 def assert_healthy(stack: ComposeStack) -> None:
@@ -204,8 +215,12 @@ def test_data_survives_restart_of_the_stateful_services(compose_stack: ComposeSt
     before = compose_stack.model_versions(P1_MODEL)
     restarted = compose_stack.compose("restart", "postgres", "s3", "mlflow", "prefect-server", timeout=300)
     assert restarted.returncode == 0, restarted.output
-    up = compose_stack.compose("up", "-d", "--wait", "--pull", "never", timeout=600)
+    up = compose_stack.compose("up", "-d", "--pull", "never", timeout=600)
     assert up.returncode == 0, up.output[-4000:]
+    # Every service healthy again. Not `up --wait`: it gives up on the first unhealthy
+    # report, and a worker is rightly reported unhealthy while prefect-server, which it
+    # polls, is down (no heartbeat within 30 s); it recovers once the server answers.
+    wait_for(lambda: healthy(compose_stack), 600, "every compose service healthy after the restart")
     assert_healthy(compose_stack)
     assert compose_stack.model_versions(P1_MODEL) == before
     assert compose_stack.alias_version(P1_MODEL, "champion") == p1_run["version"]

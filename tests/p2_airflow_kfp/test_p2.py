@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import P2_SMOKE_DATE, PATTERNS, Stack, free_port, in_env, parse_result
+from conftest import PATTERNS, Stack, free_port, in_env, parse_result
 
 P2 = PATTERNS / "p2_airflow_kfp"
 PIPELINE = P2 / "pipeline"
@@ -231,13 +231,15 @@ def kfp_executions(p2: dict[str, str], run_name: str) -> list[str]:
     return sorted(p.name for p in root.glob("p2-wine-training-*")) if root.exists() else []
 
 
-SMOKE_DATE = P2_SMOKE_DATE
+SMOKE_DATE = "2026-03-01"
 
 
 @pytest.fixture(scope="module")
-def first_run(p2_first_run: dict[str, str]) -> dict[str, str]:
-    """`make pattern-2` for SMOKE_DATE (tests/conftest.py: lineage reads the same run)."""
-    return p2_first_run
+def first_run(stack: Stack, p2: dict[str, str]) -> dict[str, str]:
+    """`make pattern-2` for SMOKE_DATE, the first run of that date."""
+    done = stack.make("pattern-2", env=p2 | {"ARGS": f"--date {SMOKE_DATE}"})
+    assert done.returncode == 0, done.output[-5000:]
+    return parse_result(done.stdout) | {"_output": done.output}
 
 
 def test_smoke_dataset_in_s3_metrics_in_xcom_model_published(

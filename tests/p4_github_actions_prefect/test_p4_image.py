@@ -52,7 +52,9 @@ def engine(stack: Stack) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def image_cycle(stack: Stack, engine: None) -> dict:
+def image_cycle(stack: Stack, engine: None, p4_cycle: dict) -> dict:
+    """The commit's image cycle, after its source cycle (p4_cycle: the stack's first
+    release, whichever worker of `make test` these tests land on)."""
     done = stack.make("pattern-4", env={"P4_BUILD": "image"}, timeout=1800)
     assert done.returncode == 0, done.output[-6000:]
     return {"output": done.output, "result": parse_result(done.stdout)}

@@ -128,3 +128,36 @@ def test_a_file_dvc_does_not_track_is_refused(tmp_path: Path) -> None:
     (tmp_path / "untracked.csv.dvc").write_text("outs: []\n")
     with pytest.raises(P1Error, match="is malformed or does not track untracked.csv"):
         data.data_version(untracked)
+
+
+def test_two_runs_in_one_checkout_take_turns_on_the_dvc_lock(tmp_path: Path) -> None:
+    """A second run waits for the first one's DVC operation instead of failing with
+    "Unable to acquire lock" after DVC's 3 s (a pull or push can take longer)."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from dvc.repo import Repo
+
+    Repo.init(str(tmp_path), no_scm=True).close()
+    config = "[core]\n    no_scm = True\n    remote = storage\n['remote \"storage\"']\n    url = s3://dvc/p\n"
+    (tmp_path / ".dvc" / "config").write_text(config)
+    settings = SimpleNamespace(s3_endpoint_url="http://127.0.0.1:1", s3_access_key_id="k", s3_secret_access_key="s")
+    first, second = data.open_repo(tmp_path, settings), data.open_repo(tmp_path, settings)
+    held_for, taken_at = 4.0, []
+
+    def take_turn() -> None:
+        with second.lock:
+            taken_at.append(time.monotonic())
+
+    try:
+        with first.lock:
+            released_at = time.monotonic() + held_for
+            waiter = threading.Thread(target=take_turn)
+            waiter.start()
+            time.sleep(held_for)
+        waiter.join(timeout=30)
+    finally:
+        first.close()
+        second.close()
+    assert taken_at and taken_at[0] >= released_at - 0.1, "the second run did not wait for the lock"

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import cli
@@ -86,6 +87,20 @@ def test_the_validate_stage_prints_each_deployment_with_its_schedule(cli_env, ca
     assert out[0].startswith("ok  p4-retrain/p4-retrain  params={")
     assert out[0].endswith("schedule=0 3 * * 1") and '"min_accuracy": 0.85' in out[0]
     assert out[1] == 'ok  p4-batch-score/p4-batch-score  params={"batch_file": "data/batch.csv"}  schedule=on demand'
+
+
+def test_prefect_going_away_mid_stage_is_an_error_with_the_fix(cli_env, capsys, monkeypatch):
+    """A restart of the server while the run stage polls: the problem and the fix, exit 1, no traceback."""
+
+    def refused(settings):
+        raise httpx.ConnectError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(cli, "run", refused)
+    assert cli.main(["run"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the Prefect API at http") and "stopped answering during the run stage" in err
+    assert "ConnectError: [Errno 111] Connection refused" in err and "fix: when it answers again" in err
+    assert "Traceback" not in err
 
 
 def test_an_unknown_stage_is_a_usage_error(cli_env, capsys):
