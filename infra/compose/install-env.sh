@@ -14,6 +14,11 @@ if ! command -v python3 >/dev/null 2>&1; then
     rm -rf /var/lib/apt/lists/*
 fi
 # A plain venv, with pip: kfp.local components call `python -m pip`.
+# Both installs below compile every module (--compile-bytecode): the image sets
+# PYTHONDONTWRITEBYTECODE and its containers may run as a user who cannot write
+# to the venv, so without it every process in a container (each server, worker,
+# Airflow task and Metaflow step) would compile its imports again, seconds of
+# CPU per process (Airflow's import: 3.5 s without, 1.8 s with).
 python3 -m venv "$venv"
 
 if [ -n "${WHEELHOUSE_URL:-}" ]; then
@@ -25,13 +30,13 @@ if [ -n "${WHEELHOUSE_URL:-}" ]; then
     python3 -c "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])" \
         "$WHEELHOUSE_URL/$name.txt" /tmp/requirements.txt
     /tmp/uv-tool/bin/uv pip install --python "$venv/bin/python" --no-index --find-links "$WHEELHOUSE_URL/" \
-        --no-deps --requirement /tmp/requirements.txt
+        --no-deps --compile-bytecode --requirement /tmp/requirements.txt
     rm -rf /tmp/uv-tool /tmp/requirements.txt
 else
     python3 -m pip install -q --no-cache-dir "uv==${UV_VERSION}"
     # --inexact keeps the venv's pip; the lock decides every other package.
     UV_PROJECT_ENVIRONMENT="$venv" uv sync --locked --no-dev --no-install-project --inexact \
-        --project "/src/$project"
+        --compile-bytecode --project "/src/$project"
     python3 -m pip uninstall -q -y uv
 fi
 "$venv/bin/python" -c "import sys; print(f'{sys.argv[1]}: Python {sys.version.split()[0]} in {sys.prefix}')" "$project"
