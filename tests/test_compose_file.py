@@ -20,6 +20,10 @@ SECRETS = {
     "AIRFLOW_JWT_SECRET": "jwt",
     "S3_ACCESS_KEY_ID": "key",
     "S3_SECRET_ACCESS_KEY": "secret",
+    "PREFECT_API_AUTH_STRING": "admin:pw",
+    "MLFLOW_TRACKING_USERNAME": "admin",
+    "MLFLOW_TRACKING_PASSWORD": "pw",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask",
     "PATTERNS_ROOT": str(REPO),
     "WHEELHOUSE_URL": "http://127.0.0.1:18380",
 }
@@ -101,7 +105,14 @@ def test_images_are_pinned_or_built_here_with_a_base_image_argument(base):
 
 
 def test_secrets_are_required_with_a_message_naming_them():
-    for name in ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "S3_SECRET_ACCESS_KEY", "PATTERNS_ROOT"):
+    for name in (
+        "POSTGRES_PASSWORD",
+        "AIRFLOW_JWT_SECRET",
+        "S3_SECRET_ACCESS_KEY",
+        "PREFECT_API_AUTH_STRING",
+        "MLFLOW_TRACKING_PASSWORD",
+        "PATTERNS_ROOT",
+    ):
         done = compose_config("docker-compose.yml", env={k: v for k, v in SECRETS.items() if k != name})
         assert done.returncode != 0, f"compose accepted a missing {name}"
         assert name in done.stderr, done.stderr
@@ -147,3 +158,31 @@ def test_a_worker_heartbeat_lost_in_a_server_restart_keeps_it_healthy(base):
     assert set(workers) == {"p3-worker-1", "p3-worker-2", "p4-worker"}
     for name, svc in workers.items():
         assert 2 * float(svc["environment"]["PREFECT_WORKER_HEARTBEAT_SECONDS"]) < window, name
+
+
+@pytest.mark.parametrize("files", [("docker-compose.yml",), ("docker-compose.yml", "docker-compose.airgap.yml")])
+def test_prefect_and_mlflow_require_credentials(files):
+    """Prefect with the auth string, CSRF protection and only its UI's origin; MLflow's
+    basic-auth app; every Prefect client (the workers) with the auth string."""
+    svcs = services(*files)
+    prefect = svcs["prefect-server"]["environment"]
+    assert prefect["PREFECT_SERVER_API_AUTH_STRING"] == SECRETS["PREFECT_API_AUTH_STRING"]
+    assert prefect["PREFECT_SERVER_CSRF_PROTECTION_ENABLED"] == "true"
+    assert prefect["PREFECT_SERVER_CORS_ALLOWED_ORIGINS"] == prefect["PREFECT_UI_API_URL"].removesuffix("/api")
+    mlflow = svcs["mlflow"]
+    assert mlflow["command"][-2:] == ["--app-name", "basic-auth"]
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == SECRETS["MLFLOW_TRACKING_PASSWORD"]
+    for name in ("p3-worker-1", "p3-worker-2", "p4-worker"):
+        assert svcs[name]["environment"]["PREFECT_API_AUTH_STRING"] == SECRETS["PREFECT_API_AUTH_STRING"], name
+
+
+def test_a_placeholder_secret_in_env_is_refused(tmp_path: Path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("STACK_PREFECT_PORT=4200\nPOSTGRES_PASSWORD=change-me\nAIRFLOW_JWT_SECRET=change-me-too\n")
+    compose_sh = str(REPO / "infra" / "compose" / "compose.sh")
+    done = subprocess.run(["bash", compose_sh, "check-env", str(env_file)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "sets POSTGRES_PASSWORD,AIRFLOW_JWT_SECRET to the placeholder change-me" in done.stderr
+    assert "fix: " in done.stderr
+    env_file.write_text("POSTGRES_PASSWORD=3f9c0a\n")
+    assert subprocess.run(["bash", compose_sh, "check-env", str(env_file)]).returncode == 0

@@ -13,6 +13,7 @@ changed since that build.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -118,6 +119,18 @@ def check_prefect(settings: P4Settings) -> None:
             f"the Prefect API at {settings.prefect_api_url} does not answer ({exc})",
             "start it (`make up`) or set PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud)",
         ) from None
+    # A self-hosted server with an auth string (the local and compose stacks): refused here, named.
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    headers = headers or ({"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {})
+    response = httpx.get(
+        url.removesuffix("/health") + "/admin/version", timeout=settings.connect_timeout, headers=headers
+    )
+    if response.status_code in (401, 403):
+        raise P4Error(
+            f"the Prefect API at {settings.prefect_api_url} refused the request ({response.status_code})",
+            "set PREFECT_API_AUTH_STRING to the server's (make exports the local stack's; "
+            "`make -s env` prints it), or PREFECT_API_KEY for Prefect Cloud",
+        )
 
 
 def ensure_work_pool(settings: P4Settings, name: str, mode: str) -> None:
