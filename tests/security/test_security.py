@@ -88,11 +88,24 @@ def test_s3_refuses_anonymous_and_wrong_keys(stack: Stack) -> None:
     assert stack.s3().list_objects_v2(Bucket="mlflow")["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 
+def test_seaweedfs_internal_ports_refuse_unsigned_requests(stack: Stack) -> None:
+    """The filer's HTTP API would bypass the S3 identities, and the volume server holds
+    the bytes: both want a JWT signed with the stack's key (security.toml)."""
+    base = int(stack.env["STACK_SEAWEED_PORT_BASE"])
+    filer, volume = f"http://127.0.0.1:{base + 4}", f"http://127.0.0.1:{base + 2}"
+    assert httpx.get(f"{filer}/buckets/", timeout=10).status_code == 401
+    put = httpx.put(f"{filer}/buckets/mlflow/planted.txt", content=b"x", timeout=10)
+    assert put.status_code == 401, put.text
+    assert httpx.post(f"{volume}/1,01637037d6", files={"file": b"x"}, timeout=10).status_code == 401
+    assert "planted.txt" not in str(stack.s3().list_objects_v2(Bucket="mlflow").get("Contents", []))
+
+
 def test_the_keys_are_generated_and_this_users_only(stack: Stack) -> None:
     secrets = stack.state_dir / "secrets.env"
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     assert stat.S_IMODE(stack.state_dir.stat().st_mode) == 0o700
-    assert stat.S_IMODE((stack.state_dir / "supervisord.conf").stat().st_mode) == 0o600
+    for name in ("supervisord.conf", "security.toml", "s3-identities.json", "mlflow/auth.ini"):
+        assert stat.S_IMODE((stack.state_dir / name).stat().st_mode) == 0o600, name
     assert stack.env["S3_ACCESS_KEY_ID"] not in ("patterns-local", "patterns-test")
     assert len(stack.env["MLFLOW_TRACKING_PASSWORD"]) >= 32
     assert f"S3_ACCESS_KEY_ID={stack.env['S3_ACCESS_KEY_ID']}" in secrets.read_text()
