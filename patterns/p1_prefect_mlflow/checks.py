@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import inspect
-import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,11 +96,8 @@ CREDENTIALS_FIX = "(make exports the local stack's; `make -s env` prints them)"
 
 
 def check_prefect(settings: P1Settings) -> None:
-    from prefect.settings import get_current_settings
-
     _check_http(f"{settings.prefect_api_url}/health", "Prefect API", "PREFECT_API_URL", settings)
-    auth = get_current_settings().api.auth_string
-    auth = auth.get_secret_value() if auth else ""
+    auth = settings.prefect_api_auth_string
     headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
     _check_login(
         f"{settings.prefect_api_url}/admin/version", "Prefect API", "PREFECT_API_AUTH_STRING", settings, headers
@@ -133,7 +129,7 @@ def _check_login(url: str, what: str, variables: str, settings: P1Settings, head
 @task
 def check_mlflow(settings: P1Settings) -> None:
     _check_http(f"{settings.mlflow_tracking_uri}/health", "MLflow tracking server", "MLFLOW_TRACKING_URI", settings)
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    user, password = settings.mlflow_tracking_username, settings.mlflow_tracking_password
     _check_login(
         f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1",
         "MLflow tracking server",

@@ -47,10 +47,8 @@ def preflight(s: P3Settings) -> None:
 
 def check_login(s: P3Settings) -> None:
     """The server takes Prefect's auth string (PREFECT_API_AUTH_STRING), if it wants one."""
-    from prefect.settings import get_current_settings
-
-    auth = get_current_settings().api.auth_string
-    headers = {"Authorization": "Basic " + base64.b64encode(auth.get_secret_value().encode()).decode()} if auth else {}
+    auth = s.prefect_api_auth_string
+    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
     response = httpx.get(f"{s.prefect_api_url}/admin/version", headers=headers, timeout=s.connect_timeout)
     if response.status_code in (401, 403):
         raise P3Error(

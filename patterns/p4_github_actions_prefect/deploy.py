@@ -120,7 +120,7 @@ def check_prefect(settings: P4Settings) -> None:
             "start it (`make up`) or set PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud)",
         ) from None
     # A self-hosted server with an auth string (the local and compose stacks): refused here, named.
-    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    auth = settings.prefect_api_auth_string
     headers = headers or ({"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {})
     response = httpx.get(
         url.removesuffix("/health") + "/admin/version", timeout=settings.connect_timeout, headers=headers
@@ -202,12 +202,15 @@ def deploy(settings: P4Settings) -> dict[str, Any]:
     declared = validate()
     pool = built["work_pool"]
     ensure_work_pool(settings, pool, built["mode"])
-    env = os.environ | {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(PATTERN_DIR), os.environ.get("PYTHONPATH")])),
-        "P4_BUILD": built["mode"],  # the build steps reuse what the build stage made
-        "P4_WORK_POOL": pool,
-        "PREFECT_API_URL": settings.prefect_api_url,
-    }
+    env = (
+        os.environ
+        | {
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PATTERN_DIR), os.environ.get("PYTHONPATH")])),
+            "P4_BUILD": built["mode"],  # the build steps reuse what the build stage made
+            "P4_WORK_POOL": pool,
+        }
+        | settings.prefect_env()
+    )
     prefect = Path(sys.executable).parent / "prefect"
     command = [str(prefect), "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)]
     say(f"deploy: {' '.join(command[1:])} (work pool {pool})")
