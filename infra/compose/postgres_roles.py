@@ -9,6 +9,7 @@ Reads PGHOST, PGPORT, POSTGRES_USER, POSTGRES_PASSWORD and, per application,
 POSTGRES_<APP>_PASSWORD from its environment (docker-compose.yml).
 """
 
+import contextlib
 import os
 import sys
 import time
@@ -54,7 +55,9 @@ def connect(dbname: str):
 
 def main() -> int:
     admin = os.environ["POSTGRES_USER"]
-    with connect("postgres") as server, server.cursor() as cur:
+    # Not `with connection:`, which opens a transaction (CREATE DATABASE refuses one).
+    server = connect("postgres")
+    with contextlib.closing(server), server.cursor() as cur:
         for app in APPS:
             password = os.environ[f"POSTGRES_{app.upper()}_PASSWORD"]
             role, database = sql.Identifier(app), sql.Identifier(app)
@@ -73,7 +76,8 @@ def main() -> int:
         # The superuser's own database is nobody else's either.
         cur.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(admin)))
     for app in APPS:
-        with connect(app) as db, db.cursor() as cur:
+        db = connect(app)
+        with contextlib.closing(db), db.cursor() as cur:
             moved = 0
             for kind, query in OWNED.items():
                 cur.execute(query, {"owner": admin})
