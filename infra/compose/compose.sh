@@ -266,7 +266,9 @@ serve_wheelhouse() {
   # A token only this server can serve: a process already holding the port fails the probe.
   token=$(python3 -c "import secrets; print(secrets.token_hex(16))")
   echo "$token" >"$WHEELS/.probe-$token"
-  trap 'kill "$WHEELHOUSE_PID" 2>/dev/null || true; rm -f "$WHEELS/.probe-$token"' EXIT
+  # Expanded now: the exit trap runs after this function's locals are gone.
+  # shellcheck disable=SC2064
+  trap "kill $WHEELHOUSE_PID 2>/dev/null || true; rm -f '$WHEELS/.probe-$token'" EXIT
   for _ in $(seq 50); do
     if ! kill -0 "$WHEELHOUSE_PID" 2>/dev/null; then
       die "the wheelhouse server could not serve on 127.0.0.1:$port (port in use? log: $STATE/wheelhouse.log); set STACK_WHEELHOUSE_PORT to a free port"
