@@ -99,7 +99,15 @@ compose() {
   local args
   check_env_file
   # Probed here, in this shell: files() runs in a subshell and reuses the answer.
-  if airgapped; then export BASE_IMAGE=${BASE_IMAGE:-$LOCAL_BASE}; fi
+  if airgapped; then
+    export BASE_IMAGE=${BASE_IMAGE:-$LOCAL_BASE}
+    # Only a build reads it (cmd_wheelhouse sets it first); other commands get the
+    # current wheelhouse's, or a placeholder, for the file to interpolate.
+    if [ -z "${WHEELHOUSE_MANIFEST_SHA256:-}" ]; then
+      WHEELHOUSE_MANIFEST_SHA256=$(sha256sum "$WHEELS/manifest.sha256" 2>/dev/null | cut -d' ' -f1)
+      export WHEELHOUSE_MANIFEST_SHA256=${WHEELHOUSE_MANIFEST_SHA256:-none}
+    fi
+  fi
   mapfile -t args < <(files)
   args+=(--project-directory "$ROOT" --env-file "$STATE/secrets.env")
   if [ -f "$ROOT/.env" ]; then args+=(--env-file "$ROOT/.env"); fi
