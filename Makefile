@@ -26,11 +26,18 @@ export STACK_PREFECT_PORT ?= 4200
 export STACK_MLFLOW_PORT ?= 5000
 export STACK_S3_PORT ?= 8333
 # Keys and passwords: generated once per state folder (infra/local/credentials.py,
-# mode 0600) and exported unless the environment sets them (S3_ACCESS_KEY_ID=... wins).
+# mode 0600); the clients' are exported unless the environment sets them
+# (S3_ACCESS_KEY_ID=... wins). The servers' own (STACK_*) stay in the file. They go
+# with the URLs make derives below: a server whose URL you set (Prefect Cloud in
+# GitHub Actions, your MLflow) gets the login you set, not this stack's.
 LOCAL_SECRETS := $(STACK_STATE_DIR)/secrets.env
 ifneq ($(STACK),compose)
 $(shell python3 $(ROOT)/infra/local/credentials.py $(STACK_STATE_DIR) >/dev/null)
-$(foreach kv,$(shell grep -E '^[A-Z0-9_]+=' $(LOCAL_SECRETS)),$(eval export $(subst =, ?= ,$(kv))))
+LOCAL_LOGINS := $(if $(filter undefined,$(origin S3_ENDPOINT_URL)),S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY) \
+  $(if $(filter undefined,$(origin PREFECT_API_URL)),PREFECT_API_AUTH_STRING) \
+  $(if $(filter undefined,$(origin MLFLOW_TRACKING_URI)),MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD)
+$(foreach kv,$(shell grep -E '^[A-Z0-9_]+=' $(LOCAL_SECRETS)),$(if $(filter $(firstword $(subst =, ,$(kv))),\
+  $(LOCAL_LOGINS)),$(eval export $(subst =, ?= ,$(kv)))))
 endif
 # ... and what the patterns read to find it
 export PREFECT_API_URL ?= http://127.0.0.1:$(STACK_PREFECT_PORT)/api

@@ -53,7 +53,7 @@ export STACK_SEAWEED_PORT_BASE=$base
 for i in 1 2 3 4 5 6; do export "STACK_SEAWEED_PORT_BASE_$i=$((base + i))"; done
 # Compose does not recreate a container when a config's content changes: a
 # label with a hash of the S3 key makes it (s3 then starts with the new one).
-S3_IDENTITY_HASH=$(printf '%s:%s:%s' "${S3_ACCESS_KEY_ID:-}" "${S3_SECRET_ACCESS_KEY:-}" "${SEAWEED_JWT_KEY:-}" | sha256sum | cut -c1-12)
+S3_IDENTITY_HASH=$(printf '%s:%s' "${S3_ACCESS_KEY_ID:-}" "${S3_SECRET_ACCESS_KEY:-}" | sha256sum | cut -c1-12)
 export S3_IDENTITY_HASH
 export WHEELHOUSE_URL=http://127.0.0.1:${STACK_WHEELHOUSE_PORT:-18380}
 

@@ -271,7 +271,7 @@ def services(s: StackSettings) -> list[Service]:
             "--artifacts-destination",
             "s3://mlflow/artifacts",
             # Basic auth: an admin user created on first start with the generated
-            # password (mlflow-auth.ini); every other request needs it.
+            # password (mlflow/auth.ini); every request but /health needs it.
             "--app-name",
             "basic-auth",
         ],
