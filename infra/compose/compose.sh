@@ -97,7 +97,6 @@ check_env_file() {
 
 compose() {
   local args
-  check_env_file
   # Probed here, in this shell: files() runs in a subshell and reuses the answer.
   if airgapped; then
     export BASE_IMAGE=${BASE_IMAGE:-$LOCAL_BASE}
@@ -291,6 +290,7 @@ serve_wheelhouse() {
 
 cmd_build() {
   cmd_secrets
+  check_env_file
   cmd_engine
   if airgapped; then
     say "air-gapped build: base image $LOCAL_BASE, wheels from the host, host network"
