@@ -213,6 +213,9 @@ def test_services_refuse_requests_without_credentials(compose_stack: ComposeStac
     sockets = listening(process_tree(*(c["State"]["Pid"] for c in host_network)))
     if host_network:
         assert int(compose_stack.env["STACK_PREFECT_PORT"]) in {port for _, _, port in sockets}, sockets
+        # SeaweedFS's filer (its HTTP API would bypass the S3 identities) wants a signed request.
+        filer = f"http://127.0.0.1:{int(compose_stack.env['STACK_SEAWEED_PORT_BASE']) + 4}/buckets/"
+        assert httpx.get(filer, timeout=10).status_code == 401
     beyond = [s for s in sockets if s[1] not in ("127.0.0.1", "::1")]
     for c in containers:
         for binding in [b for bs in (c["HostConfig"]["PortBindings"] or {}).values() for b in bs or []]:
