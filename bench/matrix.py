@@ -29,6 +29,7 @@ decision matrix (markdown and PNG).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -127,8 +128,8 @@ def runner_env(base: dict[str, str], runner: Runner, tmp: Path) -> dict[str, str
                 "METAFLOW_S3_ENDPOINT_URL": base["S3_ENDPOINT_URL"],
                 "METAFLOW_DEFAULT_METADATA": "local",
                 "METAFLOW_DATASTORE_SYSROOT_LOCAL": str(tmp / "metaflow"),
-                "AWS_ACCESS_KEY_ID": base.get("S3_ACCESS_KEY_ID", "patterns-local"),
-                "AWS_SECRET_ACCESS_KEY": base.get("S3_SECRET_ACCESS_KEY", "patterns-local-secret"),
+                "AWS_ACCESS_KEY_ID": base["S3_ACCESS_KEY_ID"],
+                "AWS_SECRET_ACCESS_KEY": base["S3_SECRET_ACCESS_KEY"],
                 "AWS_DEFAULT_REGION": "us-east-1",
                 "METAFLOW_USER": "bench",
                 # Pattern 3's retry budget: fail in seconds on a dead S3, not minutes.
@@ -430,8 +431,17 @@ def split(wall: float, outer: list[tuple[float, float]], work: list[tuple[float,
     }
 
 
-def _prefect(api: str, method: str, path: str, body: dict | None = None):
-    response = httpx.request(method, f"{api.rstrip('/')}{path}", json=body, timeout=30)
+def _prefect(env: dict[str, str], method: str, path: str, body: dict | None = None):
+    """A Prefect API call with the stack's auth string, and a CSRF token for a write."""
+    api = env["PREFECT_API_URL"].rstrip("/")
+    auth = base64.b64encode(env.get("PREFECT_API_AUTH_STRING", "").encode()).decode()
+    headers = {"Authorization": f"Basic {auth}"}
+    if method != "GET":
+        client = f"bench-{os.getpid()}"
+        token = httpx.get(f"{api}/csrf-token", params={"client": client}, headers=headers, timeout=30)
+        if token.status_code == 200:  # 422: the server does not check CSRF tokens
+            headers |= {"Prefect-Csrf-Token": token.json()["token"], "Prefect-Csrf-Client": client}
+    response = httpx.request(method, f"{api}{path}", json=body, headers=headers, timeout=30)
     response.raise_for_status()
     return response.json()
 
@@ -443,8 +453,8 @@ def _interval(run: dict) -> tuple[float, float]:
     return _t(run["start_time"]), _t(run["end_time"])
 
 
-def _task_runs(api: str, flow_run_ids: list[str]) -> list[dict]:
-    return _prefect(api, "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": flow_run_ids}}, "limit": 200})
+def _task_runs(env: dict[str, str], flow_run_ids: list[str]) -> list[dict]:
+    return _prefect(env, "POST", "/task_runs/filter", {"flow_runs": {"id": {"any_": flow_run_ids}}, "limit": 200})
 
 
 def _task_name(task_run: dict) -> str:
@@ -456,9 +466,8 @@ P1_WORK = {"validate", "preprocess", "train", "evaluate_against_champion", "serv
 
 
 def split_p1(env: dict[str, str], result: dict[str, str], wall: float) -> dict:
-    api = env["PREFECT_API_URL"]
-    flow_run = _prefect(api, "GET", f"/flow_runs/{result['prefect_flow_run']}")
-    work = [_interval(t) for t in _task_runs(api, [flow_run["id"]]) if _task_name(t) in P1_WORK and t.get("end_time")]
+    flow_run = _prefect(env, "GET", f"/flow_runs/{result['prefect_flow_run']}")
+    work = [_interval(t) for t in _task_runs(env, [flow_run["id"]]) if _task_name(t) in P1_WORK and t.get("end_time")]
     return split(wall, [_interval(flow_run)], work, work_units=sorted(P1_WORK))
 
 
@@ -484,10 +493,9 @@ def split_p2(env: dict[str, str], result: dict[str, str], wall: float) -> dict:
 # Pattern 3: the Prefect parent flow run; work = the child deployment runs, each a
 # Metaflow run on a worker (Metaflow's own per-task cost included), parallel time once.
 def split_p3(env: dict[str, str], result: dict[str, str], wall: float) -> dict:
-    api = env["PREFECT_API_URL"]
-    parent = _prefect(api, "GET", f"/flow_runs/{result['prefect_flow_run']}")
+    parent = _prefect(env, "GET", f"/flow_runs/{result['prefect_flow_run']}")
     children = _prefect(
-        api,
+        env,
         "POST",
         "/flow_runs/filter",
         {"flow_runs": {"parent_flow_run_id": {"any_": [parent["id"]]}}, "limit": 200},
@@ -501,9 +509,8 @@ def split_p3(env: dict[str, str], result: dict[str, str], wall: float) -> dict:
 # batch-score) on the worker; work = the retrain's train task (scoring happens
 # in batch-score's flow body, so it counts as orchestration here).
 def split_p4(env: dict[str, str], result: dict[str, str], wall: float, stages: dict[str, float]) -> dict:
-    api = env["PREFECT_API_URL"]
-    runs = [_prefect(api, "GET", f"/flow_runs/{result[k]}") for k in ("retrain_run", "score_run")]
-    work = [_interval(t) for t in _task_runs(api, [runs[0]["id"]]) if _task_name(t) == "train" and t.get("end_time")]
+    runs = [_prefect(env, "GET", f"/flow_runs/{result[k]}") for k in ("retrain_run", "score_run")]
+    work = [_interval(t) for t in _task_runs(env, [runs[0]["id"]]) if _task_name(t) == "train" and t.get("end_time")]
     cd = sum(v for k, v in stages.items() if k != "run")
     # A deployment run is orchestrated from its creation: it waits in the work
     # pool until the worker polls (orchestration), then the worker starts a new
@@ -511,7 +518,7 @@ def split_p4(env: dict[str, str], result: dict[str, str], wall: float, stages: d
     outer, process_start = [], 0.0
     for run in runs:
         states = {
-            s["type"]: _t(s["timestamp"]) for s in _prefect(api, "GET", f"/flow_run_states/?flow_run_id={run['id']}")
+            s["type"]: _t(s["timestamp"]) for s in _prefect(env, "GET", f"/flow_run_states/?flow_run_id={run['id']}")
         }
         outer.append((_t(run["created"]), _interval(run)[1]))
         if "PENDING" in states and "RUNNING" in states:

@@ -68,6 +68,9 @@ from pathlib import Path
 import httpx
 import matrix
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra" / "local"))
+import credentials  # noqa: E402 - the local stack's generated secrets (standard library only)
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 HOST = "127.0.0.1"
@@ -195,6 +198,10 @@ class Bench:
         }
         env.update({k: str(v) for k, v in p.items()})
         env["STACK_STATE_DIR"] = str(state_dir)
+        # The stack's generated keys (what make exports), unless the environment sets them.
+        for name, value in credentials.read(credentials.ensure(state_dir)).items():
+            if not name.startswith("STACK_"):
+                env.setdefault(name, value)
         env.update(endpoints)
         # Pattern 1 reads P1_<NAME> before the shared names (also from its .env):
         # set those too, so nothing points it at another stack.

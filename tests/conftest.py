@@ -10,6 +10,7 @@ REST API, and S3 through boto3.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
@@ -17,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
@@ -63,6 +64,61 @@ def _free(port: int) -> bool:
     return True
 
 
+def process_tree(*roots: int) -> set[int]:
+    """The pids of `roots` and of every process below them (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+        except OSError:  # gone meanwhile
+            continue
+        children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def listening(pids: set[int]) -> list[tuple[int, str, int]]:
+    """(pid, address, port) of every TCP socket in LISTEN state that one of `pids`
+    holds, from /proc/PID/net/tcp and tcp6 (IPv4-mapped IPv6 addresses shown as IPv4)."""
+    import ipaddress
+
+    owners: dict[str, int] = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owners[target[8:-1]] = pid
+    found, seen = [], set()
+    # Each process's own view (its network namespace: a container's may not be the host's).
+    tables = [Path(f"/proc/{pid}/net/{table}") for pid in pids for table in ("tcp", "tcp6")]
+    for path in tables:
+        try:
+            lines = path.read_text().splitlines()[1:]
+        except OSError:  # gone meanwhile
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in owners or inode in seen:  # 0A: LISTEN
+                continue
+            seen.add(inode)
+            raw, port = local.split(":")
+            packed = b"".join(bytes.fromhex(raw[i : i + 8])[::-1] for i in range(0, len(raw), 8))
+            address = ipaddress.ip_address(packed)
+            if address.version == 6 and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            found.append((owners[inode], str(address), int(port, 16)))
+    return found
+
+
 def parse_result(output: str) -> dict[str, str]:
     """The fields of the last `Result: k=v ...` line."""
     lines = RESULT_RE.findall(output)
@@ -85,6 +141,7 @@ class Completed:
 class Stack:
     env: dict[str, str]
     state_dir: Path
+    _csrf: dict[str, str] = field(default_factory=dict)
 
     @property
     def mlflow(self) -> str:
@@ -144,27 +201,32 @@ class Stack:
         assert done.returncode == 0, done.output
         return int(done.stdout.split("pid")[-1])
 
-    # MLflow REST API -----------------------------------------------------------
+    # MLflow REST API (basic auth: the stack's admin) ---------------------------------
+    @property
+    def mlflow_auth(self) -> tuple[str, str]:
+        return self.env["MLFLOW_TRACKING_USERNAME"], self.env["MLFLOW_TRACKING_PASSWORD"]
+
     def mlflow_get(self, endpoint: str, **params) -> dict:
-        response = httpx.get(f"{self.mlflow}/api/2.0/mlflow/{endpoint}", params=params, timeout=30)
+        url = f"{self.mlflow}/api/2.0/mlflow/{endpoint}"
+        response = httpx.get(url, params=params, auth=self.mlflow_auth, timeout=30)
         response.raise_for_status()
         return response.json()
 
     def mlflow_post(self, endpoint: str, body: dict) -> dict:
-        response = httpx.post(f"{self.mlflow}/api/2.0/mlflow/{endpoint}", json=body, timeout=30)
+        url = f"{self.mlflow}/api/2.0/mlflow/{endpoint}"
+        response = httpx.post(url, json=body, auth=self.mlflow_auth, timeout=30)
         response.raise_for_status()
         return response.json()
 
     def model_versions(self, name: str) -> list[dict]:
-        response = httpx.get(
-            f"{self.mlflow}/api/2.0/mlflow/model-versions/search", params={"filter": f"name='{name}'"}, timeout=30
-        )
-        response.raise_for_status()
-        return response.json().get("model_versions", [])
+        return self.mlflow_get("model-versions/search", filter=f"name='{name}'").get("model_versions", [])
 
     def alias_version(self, name: str, alias: str) -> str | None:
         response = httpx.get(
-            f"{self.mlflow}/api/2.0/mlflow/registered-models/alias", params={"name": name, "alias": alias}, timeout=30
+            f"{self.mlflow}/api/2.0/mlflow/registered-models/alias",
+            params={"name": name, "alias": alias},
+            auth=self.mlflow_auth,
+            timeout=30,
         )
         if response.status_code == 404:
             return None
@@ -176,7 +238,18 @@ class Stack:
         body = {"experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 1000}
         return self.mlflow_post("runs/search", body).get("runs", [])
 
-    # Prefect REST API ----------------------------------------------------------
+    # Prefect REST API (the auth string, and a CSRF token for writes) ------------------
+    @property
+    def prefect_headers(self) -> dict[str, str]:
+        auth = base64.b64encode(self.env["PREFECT_API_AUTH_STRING"].encode()).decode()
+        return {"Authorization": f"Basic {auth}", **self._csrf}
+
+    def _csrf_token(self) -> None:
+        client = f"tests-{WORKER}-{id(self)}"
+        response = httpx.get(f"{self.prefect}/csrf-token", params={"client": client}, headers=self.prefect_headers)
+        if response.status_code == 200:  # 422: the server does not check CSRF tokens
+            self._csrf.update({"Prefect-Csrf-Token": response.json()["token"], "Prefect-Csrf-Client": client})
+
     def prefect_post(self, path: str, body: dict) -> dict | list:
         return self._prefect("POST", path, body)
 
@@ -195,8 +268,11 @@ class Stack:
     def _prefect_response(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
         """Prefect's server answers 503 when its SQLite database is busy and
         means "retry"; its own client retries, and so do these calls (bounded)."""
+        if method != "GET" and not self._csrf:
+            self._csrf_token()
         for attempt in range(6):
-            response = httpx.request(method, f"{self.prefect}/{path}", json=body, timeout=30)
+            url = f"{self.prefect}/{path}"
+            response = httpx.request(method, url, json=body, headers=self.prefect_headers, timeout=30)
             if response.status_code != 503:
                 break
             time.sleep(0.5 * 2**attempt)
@@ -262,7 +338,7 @@ def stack_env(state_dir: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "MLFLOW_", "P1_", "P3_", "P4_", "STACK_", "VIRTUAL_ENV"))
+        if not k.startswith(("PREFECT_", "MLFLOW_", "S3_", "P1_", "P3_", "P4_", "STACK_", "VIRTUAL_ENV"))
     }
     env.update(
         STACK_STATE_DIR=str(state_dir),
@@ -270,8 +346,6 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         STACK_MLFLOW_PORT=str(mlflow),
         STACK_S3_PORT=str(s3),
         STACK_SEAWEED_PORT_BASE=str(free_port_run(7)),
-        S3_ACCESS_KEY_ID="patterns-test",
-        S3_SECRET_ACCESS_KEY="patterns-test-secret",
         PREFECT_API_URL=f"http://127.0.0.1:{prefect}/api",
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow}",
         S3_ENDPOINT_URL=f"http://127.0.0.1:{s3}",
@@ -297,7 +371,14 @@ def start_stack(env: dict[str, str], state_dir: Path) -> Stack:
         logs = s.make("logs", env={"LINES": "80"}).output
         s.make("down")
         pytest.fail(f"`make up` failed ({started.returncode}):\n{started.output}\n{logs}")
+    s.env = read_secrets(state_dir / "secrets.env") | s.env  # generated by make; a key set in env wins
     return s
+
+
+def read_secrets(path: Path) -> dict[str, str]:
+    """The stack's generated keys and passwords (NAME=value lines), as a client takes them."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {name: value for name, value in pairs if not name.startswith("STACK_")}
 
 
 def stop_stack(s: Stack) -> None:

@@ -16,15 +16,24 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE_BIN = next((REPO / ".venv").glob("lib/python3*/site-packages/compose/docker-compose"), None)
 SECRETS = {
     "POSTGRES_PASSWORD": "pw",
+    "POSTGRES_PREFECT_PASSWORD": "pw-prefect",
+    "POSTGRES_MLFLOW_PASSWORD": "pw-mlflow",
+    "POSTGRES_AIRFLOW_PASSWORD": "pw-airflow",
     "AIRFLOW_ADMIN_PASSWORD": "pw",
     "AIRFLOW_JWT_SECRET": "jwt",
     "S3_ACCESS_KEY_ID": "key",
     "S3_SECRET_ACCESS_KEY": "secret",
+    "PREFECT_API_AUTH_STRING": "admin:pw",
+    "MLFLOW_TRACKING_USERNAME": "admin",
+    "MLFLOW_TRACKING_PASSWORD": "pw",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask",
+    "SEAWEED_JWT_KEY": "jwt-key",
     "PATTERNS_ROOT": str(REPO),
     "WHEELHOUSE_URL": "http://127.0.0.1:18380",
+    "WHEELHOUSE_MANIFEST_SHA256": "0" * 64,
 }
 # One-shot services: they run to completion, others wait for exit 0.
-ONE_SHOT = {"s3-init", "airflow-init"}
+ONE_SHOT = {"postgres-init", "s3-init", "airflow-init"}
 
 
 def compose_config(*files: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -73,7 +82,7 @@ def test_ports_are_published_on_loopback_only(base):
 def test_profiles_per_pattern(base):
     profiles = {name: tuple(svc.get("profiles", ())) for name, svc in base.items()}
     core = {n for n, p in profiles.items() if not p}
-    assert core == {"postgres", "s3", "s3-init", "prefect-server", "mlflow"}
+    assert core == {"postgres", "postgres-init", "s3", "s3-init", "prefect-server", "mlflow"}
     assert {n for n, p in profiles.items() if p == ("p2",)} == {
         "airflow-init",
         "airflow-apiserver",
@@ -101,7 +110,14 @@ def test_images_are_pinned_or_built_here_with_a_base_image_argument(base):
 
 
 def test_secrets_are_required_with_a_message_naming_them():
-    for name in ("POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET", "S3_SECRET_ACCESS_KEY", "PATTERNS_ROOT"):
+    for name in (
+        "POSTGRES_PASSWORD",
+        "AIRFLOW_JWT_SECRET",
+        "S3_SECRET_ACCESS_KEY",
+        "PREFECT_API_AUTH_STRING",
+        "MLFLOW_TRACKING_PASSWORD",
+        "PATTERNS_ROOT",
+    ):
         done = compose_config("docker-compose.yml", env={k: v for k, v in SECRETS.items() if k != name})
         assert done.returncode != 0, f"compose accepted a missing {name}"
         assert name in done.stderr, done.stderr
@@ -109,7 +125,11 @@ def test_secrets_are_required_with_a_message_naming_them():
 
 def test_env_example_documents_every_required_variable():
     text = (REPO / "docker-compose.yml").read_text() + (REPO / "docker-compose.airgap.yml").read_text()
-    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text)) - {"PATTERNS_ROOT", "WHEELHOUSE_URL"}
+    required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text)) - {
+        "PATTERNS_ROOT",
+        "WHEELHOUSE_URL",
+        "WHEELHOUSE_MANIFEST_SHA256",
+    }
     example = (REPO / ".env.example").read_text()
     assert required, "no ${VAR:?} guard found"
     for name in sorted(required):
@@ -147,3 +167,60 @@ def test_a_worker_heartbeat_lost_in_a_server_restart_keeps_it_healthy(base):
     assert set(workers) == {"p3-worker-1", "p3-worker-2", "p4-worker"}
     for name, svc in workers.items():
         assert 2 * float(svc["environment"]["PREFECT_WORKER_HEARTBEAT_SECONDS"]) < window, name
+
+
+@pytest.mark.parametrize("files", [("docker-compose.yml",), ("docker-compose.yml", "docker-compose.airgap.yml")])
+def test_prefect_and_mlflow_require_credentials(files):
+    """Prefect with the auth string, CSRF protection and only its UI's origin; MLflow's
+    basic-auth app; every Prefect client (the workers) with the auth string."""
+    svcs = services(*files)
+    prefect = svcs["prefect-server"]["environment"]
+    assert prefect["PREFECT_SERVER_API_AUTH_STRING"] == SECRETS["PREFECT_API_AUTH_STRING"]
+    assert prefect["PREFECT_SERVER_CSRF_PROTECTION_ENABLED"] == "true"
+    assert prefect["PREFECT_SERVER_CORS_ALLOWED_ORIGINS"] == prefect["PREFECT_UI_API_URL"].removesuffix("/api")
+    mlflow = svcs["mlflow"]
+    assert mlflow["command"][-2:] == ["--app-name", "basic-auth"]
+    assert mlflow["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"] == SECRETS["MLFLOW_TRACKING_PASSWORD"]
+    for name in ("p3-worker-1", "p3-worker-2", "p4-worker"):
+        assert svcs[name]["environment"]["PREFECT_API_AUTH_STRING"] == SECRETS["PREFECT_API_AUTH_STRING"], name
+
+
+def test_a_placeholder_secret_in_env_is_refused(tmp_path: Path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("STACK_PREFECT_PORT=4200\nPOSTGRES_PASSWORD=change-me\nAIRFLOW_JWT_SECRET=change-me-too\n")
+    compose_sh = str(REPO / "infra" / "compose" / "compose.sh")
+    done = subprocess.run(["bash", compose_sh, "check-env", str(env_file)], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "sets POSTGRES_PASSWORD,AIRFLOW_JWT_SECRET to the placeholder change-me" in done.stderr
+    assert "fix: " in done.stderr
+    env_file.write_text("POSTGRES_PASSWORD=3f9c0a\n")
+    assert subprocess.run(["bash", compose_sh, "check-env", str(env_file)]).returncode == 0
+
+
+@pytest.mark.parametrize("files", [("docker-compose.yml",), ("docker-compose.yml", "docker-compose.airgap.yml")])
+def test_each_application_connects_to_postgres_with_its_own_role(files):
+    """Not the superuser: Prefect, MLflow and Airflow each log in as the role that owns
+    their database (postgres_roles.py creates them), with a password of its own."""
+    svcs = services(*files)
+    urls = {
+        "prefect": svcs["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"],
+        "mlflow": svcs["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"],
+        "airflow": svcs["airflow-scheduler"]["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
+    }
+    for app, url in urls.items():
+        assert f"://{app}:{SECRETS[f'POSTGRES_{app.upper()}_PASSWORD']}@" in url and url.endswith(f"/{app}"), url
+    for name in ("prefect-server", "mlflow", "airflow-init"):
+        assert svcs[name]["depends_on"]["postgres-init"]["condition"] == "service_completed_successfully", name
+
+
+def test_airgapped_images_install_only_hashed_wheels(airgap):
+    """Every image built from the wheelhouse gets the manifest's sha256, and installs
+    with hashes required (infra/compose/install-env.sh, seaweedfs/Dockerfile)."""
+    for name, svc in airgap.items():
+        if "WHEELHOUSE_URL" in svc.get("build", {}).get("args", {}):
+            assert svc["build"]["args"]["WHEELHOUSE_MANIFEST_SHA256"] == SECRETS["WHEELHOUSE_MANIFEST_SHA256"], name
+    install = (REPO / "infra/compose/install-env.sh").read_text()
+    seaweed = (REPO / "infra/compose/seaweedfs/Dockerfile").read_text()
+    for text in (install, seaweed):
+        assert "--require-hashes" in text and "WHEELHOUSE_MANIFEST_SHA256" in text and "sha256sum -c" in text
+    assert "--generate-hashes" in (REPO / "infra/compose/compose.sh").read_text()

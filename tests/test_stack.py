@@ -85,7 +85,7 @@ def test_prefect_server_accepts_the_null_paging_its_client_sends(stack: Stack) -
 
 
 def _pool(stack: Stack, name: str) -> bool:
-    return httpx.get(f"{stack.prefect}/work_pools/{name}", timeout=10).status_code == 200
+    return httpx.get(f"{stack.prefect}/work_pools/{name}", headers=stack.prefect_headers, timeout=10).status_code == 200
 
 
 def test_added_program_runs_under_supervisord_and_is_removed(stack: Stack, tmp_path: Path) -> None:

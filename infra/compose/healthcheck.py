@@ -11,17 +11,27 @@ interpreter start, not an import of Prefect, MLflow or Airflow.
         Prefect server within 30 s
 """
 
+import base64
 import json
+import os
 import sys
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
 
-def _get(url: str, body: dict | None = None) -> object:
+def _get(url: str, body: dict | None = None, headers: dict | None = None) -> object:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.load(response) if response.headers.get_content_type() == "application/json" else None
+
+
+def _prefect_headers(api: str, client: str) -> dict:
+    """The container's auth string (PREFECT_API_AUTH_STRING), and the CSRF token a write needs."""
+    auth = base64.b64encode(os.environ.get("PREFECT_API_AUTH_STRING", "").encode()).decode()
+    headers = {"Authorization": f"Basic {auth}"}
+    token = _get(f"{api}/csrf-token?client={client}", headers=headers)["token"]
+    return headers | {"Prefect-Csrf-Token": token, "Prefect-Csrf-Client": client}
 
 
 def main(argv: list[str]) -> int:
@@ -36,7 +46,9 @@ def main(argv: list[str]) -> int:
         return 0 if status == "healthy" else 1
     if kind == "prefect-worker":
         api, pool, name = args
-        workers = _get(f"{api.rstrip('/')}/work_pools/{pool}/workers/filter", {"limit": 50})
+        api = api.rstrip("/")
+        headers = _prefect_headers(api, f"healthcheck-{name}")
+        workers = _get(f"{api}/work_pools/{pool}/workers/filter", {"limit": 50}, headers)
         recent = datetime.now(UTC) - timedelta(seconds=30)
         alive = [
             w["name"]

@@ -23,15 +23,25 @@ python3 -m venv "$venv"
 
 if [ -n "${WHEELHOUSE_URL:-}" ]; then
     # Air-gapped: uv from the wheelhouse, then the project's flat requirements
-    # (exported from its uv.lock for Debian's Python, every version pinned).
+    # (exported from its uv.lock for Debian's Python, every version pinned and
+    # hashed). Only what the host hashed is installed: the manifest must have the
+    # sha256 the build was given, each requirements file the sha256 in the manifest,
+    # each wheel the sha256 in its requirements file.
     name=$(echo "$project" | tr '/' '_')
+    mkdir /tmp/wh
+    for file in manifest.sha256 uv.txt "$name.txt"; do
+        python3 -c "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])" \
+            "$WHEELHOUSE_URL/$file" "/tmp/wh/$file"
+    done
+    echo "${WHEELHOUSE_MANIFEST_SHA256:?the build needs WHEELHOUSE_MANIFEST_SHA256 (compose.sh sets it)}  /tmp/wh/manifest.sha256" \
+        | sha256sum -c --quiet - || { echo "error: $WHEELHOUSE_URL serves another wheelhouse than the one hashed" >&2; exit 1; }
+    (cd /tmp/wh && grep -E "  (uv|$name)\.txt\$" manifest.sha256 | sha256sum -c --quiet -)
     python3 -m venv /tmp/uv-tool
-    /tmp/uv-tool/bin/pip install -q --no-index --find-links "$WHEELHOUSE_URL/" "uv==${UV_VERSION}"
-    python3 -c "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])" \
-        "$WHEELHOUSE_URL/$name.txt" /tmp/requirements.txt
+    /tmp/uv-tool/bin/pip install -q --no-index --find-links "$WHEELHOUSE_URL/" --require-hashes --no-deps \
+        --requirement /tmp/wh/uv.txt
     /tmp/uv-tool/bin/uv pip install --python "$venv/bin/python" --no-index --find-links "$WHEELHOUSE_URL/" \
-        --no-deps --compile-bytecode --requirement /tmp/requirements.txt
-    rm -rf /tmp/uv-tool /tmp/requirements.txt
+        --no-deps --require-hashes --compile-bytecode --requirement "/tmp/wh/$name.txt"
+    rm -rf /tmp/uv-tool /tmp/wh
 else
     python3 -m pip install -q --no-cache-dir "uv==${UV_VERSION}"
     # --inexact keeps the venv's pip; the lock decides every other package.

@@ -12,13 +12,15 @@
 #   WHEELHOUSE_URL  empty: uv installs from PyPI (`uv sync --locked`). Set: an
 #                   http URL serving wheels and one flat requirements file per
 #                   project (`infra/compose/compose.sh wheelhouse`); nothing
-#                   else is contacted.
+#                   else is contacted. WHEELHOUSE_MANIFEST_SHA256: the sha256 of
+#                   its manifest; every file and wheel is checked against it.
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 FROM ${BASE_IMAGE}
 
 ARG PROJECT
 ARG EXTRA_PROJECT=
 ARG WHEELHOUSE_URL=
+ARG WHEELHOUSE_MANIFEST_SHA256=
 ARG UV_VERSION=0.13.9
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -36,8 +38,11 @@ RUN sh /src/infra/compose/install-env.sh "${PROJECT}" /opt/venv \
 # Pattern code is not baked in: the compose file mounts the checkout (see
 # docker-compose.yml, PATTERNS_ROOT). Containers may run as the checkout's
 # owner (PATTERNS_UID), so HOME must be writable by anyone.
-# State that services keep in named volumes (Airflow's home) lives under
-# /var/lib/patterns, writable by that user too.
-RUN mkdir -p /var/lib/patterns/airflow && chmod -R 1777 /var/lib/patterns
+# State that services keep in named volumes (Airflow's home, MLflow's users) lives
+# under /var/lib/patterns, writable by that user too (a new volume copies the mode).
+RUN mkdir -p /var/lib/patterns/airflow /var/lib/patterns/mlflow-auth && chmod -R 1777 /var/lib/patterns
 ENV HOME=/tmp
 WORKDIR /tmp
+# Not root: the servers (Prefect, MLflow) and the one-shot jobs run as this uid;
+# containers that run pattern code set their own (the checkout's owner).
+USER 10001:10001

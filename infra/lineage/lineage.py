@@ -32,6 +32,7 @@ The last line is greppable:
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -39,6 +40,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -127,9 +129,9 @@ def git_link(commit: str | None) -> Link:
 
 
 # ## Service clients (the patterns' variables)
-def http(method: str, url: str, what: str, variable: str, **kwargs) -> httpx.Response:
-    """One HTTP call; an unreachable service is an error naming the variable. The
-    Prefect server answers 503 when its SQLite is busy and means "retry"."""
+def http(method: str, url: str, what: str, variable: str, secret: str, **kwargs) -> httpx.Response:
+    """One HTTP call; an unreachable service or refused credentials are an error naming
+    the variable. The Prefect server answers 503 when its SQLite is busy and means "retry"."""
     for attempt in range(6):
         try:
             response = httpx.request(method, url, timeout=30, **kwargs)
@@ -138,6 +140,11 @@ def http(method: str, url: str, what: str, variable: str, **kwargs) -> httpx.Res
                 f"{what} at {url} is unreachable ({type(exc).__name__})",
                 f"start the stack (`make up`), or set {variable} to the server the pattern used",
             ) from None
+        if response.status_code == 401:
+            raise LineageError(
+                f"{what} at {url} refused the credentials (401)",
+                f"set {secret} to the stack's (make exports them; `make -s env` prints them)",
+            )
         if response.status_code != 503:
             return response
         time.sleep(0.5 * 2**attempt)
@@ -147,10 +154,13 @@ def http(method: str, url: str, what: str, variable: str, **kwargs) -> httpx.Res
 class MLflow:
     def __init__(self) -> None:
         self.url = env("P1_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI", default="http://127.0.0.1:5000").rstrip("/")
+        user, password = env("MLFLOW_TRACKING_USERNAME"), env("MLFLOW_TRACKING_PASSWORD")
+        self.auth = (user, password) if user and password else None
 
     def call(self, method: str, endpoint: str, **kwargs) -> httpx.Response:
         url = f"{self.url}/api/2.0/mlflow/{endpoint}"
-        return http(method, url, "the MLflow tracking server", "MLFLOW_TRACKING_URI", **kwargs)
+        secret = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        return http(method, url, "the MLflow tracking server", "MLFLOW_TRACKING_URI", secret, auth=self.auth, **kwargs)
 
     def get(self, endpoint: str, **params) -> dict | None:
         response = self.call("GET", endpoint, params=params)
@@ -179,9 +189,30 @@ class Prefect:
     def __init__(self) -> None:
         self.api = env("PREFECT_API_URL", default="http://127.0.0.1:4200/api").rstrip("/")
         self.ui = self.api.removesuffix("/api")
+        auth = env("PREFECT_API_AUTH_STRING")
+        self.headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
 
     def call(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
-        return http(method, f"{self.api}/{path}", "the Prefect API", "PREFECT_API_URL", json=body)
+        if method != "GET" and "Prefect-Csrf-Token" not in self.headers:
+            self._csrf_token()
+        url = f"{self.api}/{path}"
+        return http(
+            method,
+            url,
+            "the Prefect API",
+            "PREFECT_API_URL",
+            "PREFECT_API_AUTH_STRING",
+            json=body,
+            headers=self.headers,
+        )
+
+    def _csrf_token(self) -> None:
+        """A server with CSRF protection on wants a token with every write (its own
+        client does the same); one without it answers 422 and wants none."""
+        client = f"lineage-{uuid.uuid4()}"
+        response = self.call("GET", f"csrf-token?client={client}")
+        if response.status_code == 200:
+            self.headers |= {"Prefect-Csrf-Token": response.json()["token"], "Prefect-Csrf-Client": client}
 
     def flow_run(self, flow_run_id: str) -> dict | None:
         response = self.call("GET", f"flow_runs/{flow_run_id}")

@@ -37,13 +37,26 @@ import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
 
+import credentials  # the generated secrets (standard library only; make reads them too)
 import httpx
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # prefect, mlflow, weed, supervisord live in this environment
 HOST = "127.0.0.1"  # the house rule: servers bind to loopback only
+
+
+# Each secret of the stack: its settings field, and its name in the environment and secrets.env.
+SECRET_FIELDS = {
+    "s3_access_key_id": "S3_ACCESS_KEY_ID",
+    "s3_secret_access_key": "S3_SECRET_ACCESS_KEY",
+    "prefect_auth_string": "PREFECT_API_AUTH_STRING",
+    "mlflow_username": "MLFLOW_TRACKING_USERNAME",
+    "mlflow_password": "MLFLOW_TRACKING_PASSWORD",
+    "mlflow_flask_secret_key": "STACK_MLFLOW_FLASK_SECRET_KEY",
+    "seaweed_jwt_key": "STACK_SEAWEED_JWT_KEY",
+}
 
 
 class StackError(RuntimeError):
@@ -70,14 +83,31 @@ class StackSettings(BaseSettings):
     # never ends it (its own master streams stay open), so every stop of s3
     # ended in SIGKILL after stop_timeout anyway: it gets that SIGKILL sooner.
     s3_stop_timeout: int = 2
-    s3_access_key_id: str = Field(
-        "patterns-local",
-        validation_alias=AliasChoices("STACK_S3_ACCESS_KEY_ID", "S3_ACCESS_KEY_ID"),
+    # Keys and passwords: the environment's, else the state folder's secrets.env,
+    # generated on first use (credentials.py; `stack.py env` prints them).
+    s3_access_key_id: str | None = Field(
+        None, validation_alias=AliasChoices("STACK_S3_ACCESS_KEY_ID", "S3_ACCESS_KEY_ID")
     )
-    s3_secret_access_key: str = Field(
-        "patterns-local-secret",
-        validation_alias=AliasChoices("STACK_S3_SECRET_ACCESS_KEY", "S3_SECRET_ACCESS_KEY"),
+    s3_secret_access_key: str | None = Field(
+        None, validation_alias=AliasChoices("STACK_S3_SECRET_ACCESS_KEY", "S3_SECRET_ACCESS_KEY")
     )
+    prefect_auth_string: str | None = Field(None, validation_alias="PREFECT_API_AUTH_STRING")
+    mlflow_username: str | None = Field(None, validation_alias="MLFLOW_TRACKING_USERNAME")
+    mlflow_password: str | None = Field(None, validation_alias="MLFLOW_TRACKING_PASSWORD")
+    mlflow_flask_secret_key: str | None = Field(None, validation_alias="STACK_MLFLOW_FLASK_SECRET_KEY")
+    seaweed_jwt_key: str | None = Field(None, validation_alias="STACK_SEAWEED_JWT_KEY")
+
+    @model_validator(mode="after")
+    def _generated_secrets(self) -> StackSettings:
+        if any(getattr(self, field) is None for field in SECRET_FIELDS):
+            generated = credentials.read(credentials.ensure(self.state_dir))
+            for field, name in SECRET_FIELDS.items():
+                if getattr(self, field) is None:
+                    setattr(self, field, generated[name])
+        for field in SECRET_FIELDS:
+            if not getattr(self, field):
+                raise ValueError(f"{field} is empty: unset it to use the generated one, or set a value")
+        return self
 
     @field_validator("buckets", mode="before")
     @classmethod
@@ -210,6 +240,11 @@ def services(s: StackSettings) -> list[Service]:
             "PREFECT_HOME": str(s.state_dir / "prefect"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_API_URL": s.prefect_api_url,
+            # Every API call but the health probe carries the auth string (the UI asks
+            # for it once); writes also need a CSRF token; only the UI's origin is allowed.
+            "PREFECT_SERVER_API_AUTH_STRING": s.prefect_auth_string,
+            "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "true",
+            "PREFECT_SERVER_CORS_ALLOWED_ORIGINS": f"http://{HOST}:{s.prefect_port}",
             # Concurrency-slot leases on disk (PREFECT_HOME/concurrency_leases),
             # not in memory: a server restart otherwise forgets every lease while
             # the limits' active slots stay taken, so a slot held across a restart
@@ -235,6 +270,10 @@ def services(s: StackSettings) -> list[Service]:
             f"sqlite:///{s.state_dir / 'mlflow' / 'mlflow.db'}",
             "--artifacts-destination",
             "s3://mlflow/artifacts",
+            # Basic auth: an admin user created on first start with the generated
+            # password (mlflow/auth.ini); every request but /health needs it.
+            "--app-name",
+            "basic-auth",
         ],
         environment=quiet
         | s3_creds
@@ -244,6 +283,8 @@ def services(s: StackSettings) -> list[Service]:
             # The job consumers (seven huey processes) serve GenAI jobs that no
             # pattern uses; on two cores they cost more than they give.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_AUTH_CONFIG_PATH": str(s.state_dir / "mlflow" / "auth.ini"),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": s.mlflow_flask_secret_key,
         },
         health_url=f"{s.mlflow_tracking_uri}/health",
         ports={"STACK_MLFLOW_PORT": s.mlflow_port},
@@ -379,6 +420,37 @@ def _write_identities(s: StackSettings) -> None:
     path.chmod(0o600)
 
 
+def _write_seaweed_security(s: StackSettings) -> None:
+    """SeaweedFS's security.toml, read from its working directory (the state folder):
+    writes and reads on the volume server need a JWT the master signs, and the filer's
+    HTTP API (which would bypass the S3 identities) one that only the stack can sign.
+    The S3 gateway inside `weed server` signs its own; a client comes in through S3."""
+    sections = ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")
+    path = s.state_dir / "security.toml"
+    path.write_text(
+        "".join(f'[{name}]\nkey = "{s.seaweed_jwt_key}"\nexpires_after_seconds = 60\n\n' for name in sections)
+    )
+    path.chmod(0o600)
+
+
+def _write_mlflow_auth(s: StackSettings) -> None:
+    """MLflow's basic-auth app: its user store beside the tracking database, and the
+    admin it creates on first start (the password is read only then). Nobody else
+    gets a permission by default; checks of the admin's password are cached for a
+    minute (one worker, so no other process can hold a stale entry)."""
+    path = s.state_dir / "mlflow" / "auth.ini"
+    path.write_text(
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = sqlite:///{s.state_dir / 'mlflow' / 'auth.db'}\n"
+        f"admin_username = {s.mlflow_username}\n"
+        f"admin_password = {s.mlflow_password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 60\n"
+    )
+    path.chmod(0o600)
+
+
 def ensure_buckets(s: StackSettings, deadline: float) -> None:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
@@ -434,8 +506,12 @@ def up(s: StackSettings) -> None:
             )
         for sub in ("logs", "prefect", "mlflow", "seaweedfs", "programs"):
             (s.state_dir / sub).mkdir(parents=True, exist_ok=True)
+        s.state_dir.chmod(0o700)  # databases, keys, logs: this user's only
         _write_identities(s)
+        _write_seaweed_security(s)
+        _write_mlflow_auth(s)
         s.conf_path.write_text(render_config(s))
+        s.conf_path.chmod(0o600)  # the services' keys are in their environment= lines
         for stale in (s.socket_path, s.pid_path):
             stale.unlink(missing_ok=True)
         subprocess.run([str(BIN / "supervisord"), "-c", str(s.conf_path)], check=True)
@@ -537,7 +613,9 @@ def add(s: StackSettings, name: str, command: list[str], cwd: Path, pass_env: li
     s.programs_dir.mkdir(parents=True, exist_ok=True)
     if "[include]" not in s.conf_path.read_text():
         raise StackError("the running stack predates `stack.py add`: restart it with `make down && make up`")
-    (s.programs_dir / f"{name}.conf").write_text(_program(name, command, environment, cwd.resolve(), 100, s))
+    conf = s.programs_dir / f"{name}.conf"
+    conf.write_text(_program(name, command, environment, cwd.resolve(), 100, s))
+    conf.chmod(0o600)  # the keys it was handed are in it
     added, changed, _removed = rpc.reloadConfig()[0]
     if name in changed:
         rpc.stopProcessGroup(name)
@@ -644,8 +722,7 @@ def env_exports(s: StackSettings) -> str:
             "PREFECT_API_URL": s.prefect_api_url,
             "MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
             "S3_ENDPOINT_URL": s.s3_endpoint_url,
-            "S3_ACCESS_KEY_ID": s.s3_access_key_id,
-            "S3_SECRET_ACCESS_KEY": s.s3_secret_access_key,
+            **{name: getattr(s, field) for field, name in SECRET_FIELDS.items() if not name.startswith("STACK_")},
         }.items()
     )
 

@@ -10,6 +10,7 @@ written anywhere.
 
 from __future__ import annotations
 
+import base64
 import inspect
 import typing
 from dataclasses import dataclass
@@ -90,8 +91,17 @@ def check_parameters(flow, given: dict[str, Any]) -> None:
 
 
 # ## Services
+# Where a refused login is fixed: the stack generates its credentials per checkout.
+CREDENTIALS_FIX = "(make exports the local stack's; `make -s env` prints them)"
+
+
 def check_prefect(settings: P1Settings) -> None:
     _check_http(f"{settings.prefect_api_url}/health", "Prefect API", "PREFECT_API_URL", settings)
+    auth = settings.prefect_api_auth_string
+    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+    _check_login(
+        f"{settings.prefect_api_url}/admin/version", "Prefect API", "PREFECT_API_AUTH_STRING", settings, headers
+    )
 
 
 def _check_http(url: str, what: str, variable: str, settings: P1Settings) -> None:
@@ -105,9 +115,28 @@ def _check_http(url: str, what: str, variable: str, settings: P1Settings) -> Non
         ) from exc
 
 
+def _check_login(url: str, what: str, variables: str, settings: P1Settings, headers: dict | None = None, auth=None):
+    """A refused login fails here, named, not as a 401 halfway through the run."""
+    response = httpx.get(url, headers=headers, auth=auth, timeout=settings.connect_timeout)
+    if response.status_code in (401, 403):
+        given = "wrong credentials" if headers or auth else "no credentials"
+        raise P1Error(
+            f"{what} at {url} refused the request ({response.status_code}, {given})",
+            f"set {variables} to the server's {CREDENTIALS_FIX}",
+        )
+
+
 @task
 def check_mlflow(settings: P1Settings) -> None:
     _check_http(f"{settings.mlflow_tracking_uri}/health", "MLflow tracking server", "MLFLOW_TRACKING_URI", settings)
+    user, password = settings.mlflow_tracking_username, settings.mlflow_tracking_password
+    _check_login(
+        f"{settings.mlflow_tracking_uri}/api/2.0/mlflow/experiments/search?max_results=1",
+        "MLflow tracking server",
+        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD",
+        settings,
+        auth=(user, password) if user and password else None,
+    )
 
 
 @task

@@ -107,6 +107,9 @@ def open_repo(root: Path, settings: P1Settings):
 
     return Repo(
         str(root),
+        # DVC's "site cache" (pickled hash caches, lock files) defaults to the shared,
+        # world-writable /var/tmp/dvc: this user's cache folder instead. DVC_SITE_CACHE_DIR wins.
+        config={"core": {"site_cache_dir": str(user_site_cache())}},
         remote_config={
             "endpointurl": settings.s3_endpoint_url,
             "access_key_id": settings.s3_access_key_id,
@@ -114,6 +117,13 @@ def open_repo(root: Path, settings: P1Settings):
         },
         _wait_for_lock=True,  # what the CLI's --wait-for-lock passes (dvc pinned in pyproject.toml)
     )
+
+
+def user_site_cache() -> Path:
+    """~/.cache/dvc-site (or under XDG_CACHE_HOME), created readable by this user only."""
+    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dvc-site"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
 
 
 def data_version(path: Path) -> DataVersion:

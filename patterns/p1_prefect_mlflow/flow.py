@@ -33,6 +33,7 @@ from prefect import flow, get_run_logger, runtime, task
 from pydantic import Field
 
 import data
+import integrity
 from checks import check_mlflow, check_s3, validate
 from errors import P1Error
 from model import METRICS, evaluate_against_champion, preprocess, register_and_promote, train
@@ -147,7 +148,8 @@ def find_finished_run(experiment_id: str, key: str):
         filter_string=f"tags.`p1.training_key` = '{key}' and attributes.status = 'FINISHED'",
         max_results=1,
     )
-    return runs[0] if runs else None
+    # A run from before models were hashed (no digest to check it by) is trained again.
+    return runs[0] if runs and integrity.DIGEST_TAG in runs[0].data.tags else None
 
 
 @contextlib.contextmanager

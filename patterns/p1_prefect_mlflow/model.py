@@ -9,6 +9,8 @@ data.py for your own data).
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -18,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from prefect import get_run_logger, task
 
 import data
+import integrity
 from settings import P1Settings
 
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]  # we trained it ourselves; see docs/operations.md
@@ -104,6 +107,7 @@ def train(x_train, x_test, y_train, y_test, params: dict[str, Any]) -> tuple[str
             f"pandas=={pd.__version__}",
         ],
     )
+    integrity.record(info.model_uri)  # its sha256, checked before it is ever loaded again
     get_run_logger().info("Candidate: %s", ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
     return info.model_uri, scores
 
@@ -121,7 +125,9 @@ def evaluate_against_champion(
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         return True, "no champion yet: the first model becomes champion", {}
-    model = mlflow.sklearn.load_model(f"models:/{settings.model_name}@champion")
+    with tempfile.TemporaryDirectory() as tmp:
+        _, local = integrity.verified_copy(settings.model_name, "champion", Path(tmp))
+        model = mlflow.sklearn.load_model(str(local))
     try:
         champion_scores = _score(model, x_test, y_test)
     except (ValueError, KeyError) as exc:

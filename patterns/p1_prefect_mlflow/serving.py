@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import mlflow
 import pandas as pd
 from prefect import get_run_logger, task
 
+import integrity
 from errors import P1Error
 from settings import P1Settings
 
@@ -41,8 +44,10 @@ def serve_and_score(settings: P1Settings, batch: pd.DataFrame) -> list[int]:
     import uvicorn
     from mlflow.pyfunc import scoring_server
 
-    uri = f"models:/{settings.model_name}@champion"
-    app = scoring_server.init(mlflow.pyfunc.load_model(uri))
+    with tempfile.TemporaryDirectory() as tmp:
+        version, local = integrity.verified_copy(settings.model_name, "champion", Path(tmp))
+        app = scoring_server.init(mlflow.pyfunc.load_model(str(local)))
+    uri = f"models:/{settings.model_name}/{version} (@champion)"
     port = settings.serve_port or _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="model-server", daemon=True)

@@ -38,6 +38,16 @@ class P1Settings(BaseSettings):
         "http://127.0.0.1:5000",
         validation_alias=_env("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
     )
+    # The servers' logins (None: the server wants none). The local stack generates them.
+    prefect_api_auth_string: str | None = Field(
+        None, validation_alias=_env("PREFECT_API_AUTH_STRING", "PREFECT_API_AUTH_STRING")
+    )
+    mlflow_tracking_username: str | None = Field(
+        None, validation_alias=_env("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_USERNAME")
+    )
+    mlflow_tracking_password: str | None = Field(
+        None, validation_alias=_env("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_PASSWORD")
+    )
     s3_endpoint_url: str = Field("http://127.0.0.1:8333", validation_alias=_env("S3_ENDPOINT_URL", "S3_ENDPOINT_URL"))
     s3_access_key_id: str = Field("patterns-local", validation_alias=_env("S3_ACCESS_KEY_ID", "S3_ACCESS_KEY_ID"))
     s3_secret_access_key: str = Field(
@@ -66,6 +76,12 @@ class P1Settings(BaseSettings):
         """Hand the endpoints to the libraries that read the environment (Prefect
         reads it at import, MLflow and DVC's S3 client when they connect) and
         turn their phoning-home off: on a closed network it only waits."""
+        logins = {
+            "PREFECT_API_AUTH_STRING": self.prefect_api_auth_string,
+            "MLFLOW_TRACKING_USERNAME": self.mlflow_tracking_username,
+            "MLFLOW_TRACKING_PASSWORD": self.mlflow_tracking_password,
+        }
+        os.environ.update({name: value for name, value in logins.items() if value})
         os.environ.update(
             {
                 "PREFECT_API_URL": self.prefect_api_url,

@@ -3,6 +3,8 @@ submitted, naming the service and the variable to fix."""
 
 from __future__ import annotations
 
+import base64
+
 import httpx
 
 from dataset import s3_client
@@ -21,6 +23,7 @@ def preflight(s: P3Settings) -> None:
             f"the Prefect API at {s.prefect_api_url} is unreachable ({type(exc).__name__})",
             "start the local stack with `make up`, or set P3_PREFECT_API_URL / PREFECT_API_URL",
         ) from None
+    check_login(s)
     client = s3_client(s)
     try:
         client.head_bucket(Bucket=s.metaflow_bucket)
@@ -40,6 +43,19 @@ def preflight(s: P3Settings) -> None:
             f"S3 at {s.s3_endpoint_url} is unreachable ({type(exc).__name__})",
             "start the local stack with `make up`, or set P3_S3_ENDPOINT_URL / S3_ENDPOINT_URL",
         ) from None
+
+
+def check_login(s: P3Settings) -> None:
+    """The server takes Prefect's auth string (PREFECT_API_AUTH_STRING), if it wants one."""
+    auth = s.prefect_api_auth_string
+    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+    response = httpx.get(f"{s.prefect_api_url}/admin/version", headers=headers, timeout=s.connect_timeout)
+    if response.status_code in (401, 403):
+        raise P3Error(
+            f"the Prefect API at {s.prefect_api_url} refused the request ({response.status_code}, "
+            f"{'wrong' if auth else 'no'} auth string)",
+            "set PREFECT_API_AUTH_STRING to the server's (make exports the local stack's; `make -s env` prints it)",
+        )
 
 
 def require_workers(s: P3Settings) -> list[str]:

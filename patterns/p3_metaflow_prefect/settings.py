@@ -42,6 +42,10 @@ class P3Settings(BaseSettings):
     prefect_api_url: str = Field(
         "http://127.0.0.1:4200/api", validation_alias=_env("PREFECT_API_URL", "PREFECT_API_URL")
     )
+    # The server's auth string (None: it wants none). The local stack generates it.
+    prefect_api_auth_string: str | None = Field(
+        None, validation_alias=_env("PREFECT_API_AUTH_STRING", "PREFECT_API_AUTH_STRING")
+    )
     s3_endpoint_url: str = Field("http://127.0.0.1:8333", validation_alias=_env("S3_ENDPOINT_URL", "S3_ENDPOINT_URL"))
     s3_access_key_id: str = Field("patterns-local", validation_alias=_env("S3_ACCESS_KEY_ID", "S3_ACCESS_KEY_ID"))
     s3_secret_access_key: str = Field(
@@ -124,6 +128,8 @@ class P3Settings(BaseSettings):
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             }
         )
+        if self.prefect_api_auth_string:
+            os.environ["PREFECT_API_AUTH_STRING"] = self.prefect_api_auth_string
 
 
 def load_settings() -> P3Settings:

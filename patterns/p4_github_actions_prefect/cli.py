@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     settings = load_settings()
-    os.environ["PREFECT_API_URL"] = settings.prefect_api_url
+    os.environ.update(settings.prefect_env())
     try:
         if args.stage == "build":
             built = build(settings)

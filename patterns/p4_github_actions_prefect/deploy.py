@@ -13,6 +13,7 @@ changed since that build.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import subprocess
@@ -118,6 +119,18 @@ def check_prefect(settings: P4Settings) -> None:
             f"the Prefect API at {settings.prefect_api_url} does not answer ({exc})",
             "start it (`make up`) or set PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud)",
         ) from None
+    # A self-hosted server with an auth string (the local and compose stacks): refused here, named.
+    auth = settings.prefect_api_auth_string
+    headers = headers or ({"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {})
+    response = httpx.get(
+        url.removesuffix("/health") + "/admin/version", timeout=settings.connect_timeout, headers=headers
+    )
+    if response.status_code in (401, 403):
+        raise P4Error(
+            f"the Prefect API at {settings.prefect_api_url} refused the request ({response.status_code})",
+            "set PREFECT_API_AUTH_STRING to the server's (make exports the local stack's; "
+            "`make -s env` prints it), or PREFECT_API_KEY for Prefect Cloud",
+        )
 
 
 def ensure_work_pool(settings: P4Settings, name: str, mode: str) -> None:
@@ -189,12 +202,15 @@ def deploy(settings: P4Settings) -> dict[str, Any]:
     declared = validate()
     pool = built["work_pool"]
     ensure_work_pool(settings, pool, built["mode"])
-    env = os.environ | {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(PATTERN_DIR), os.environ.get("PYTHONPATH")])),
-        "P4_BUILD": built["mode"],  # the build steps reuse what the build stage made
-        "P4_WORK_POOL": pool,
-        "PREFECT_API_URL": settings.prefect_api_url,
-    }
+    env = (
+        os.environ
+        | {
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PATTERN_DIR), os.environ.get("PYTHONPATH")])),
+            "P4_BUILD": built["mode"],  # the build steps reuse what the build stage made
+            "P4_WORK_POOL": pool,
+        }
+        | settings.prefect_env()
+    )
     prefect = Path(sys.executable).parent / "prefect"
     command = [str(prefect), "--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)]
     say(f"deploy: {' '.join(command[1:])} (work pool {pool})")

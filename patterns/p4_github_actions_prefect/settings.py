@@ -36,6 +36,10 @@ class P4Settings(BaseSettings):
     prefect_api_url: str = Field(
         "http://127.0.0.1:4200/api", validation_alias=_env("PREFECT_API_URL", "PREFECT_API_URL")
     )
+    # The server's auth string (None: it wants none). The local stack generates it.
+    prefect_api_auth_string: str | None = Field(
+        None, validation_alias=_env("PREFECT_API_AUTH_STRING", "PREFECT_API_AUTH_STRING")
+    )
     s3_endpoint_url: str = Field("http://127.0.0.1:8333", validation_alias=_env("S3_ENDPOINT_URL", "S3_ENDPOINT_URL"))
     s3_access_key_id: str = Field("patterns-local", validation_alias=_env("S3_ACCESS_KEY_ID", "S3_ACCESS_KEY_ID"))
     s3_secret_access_key: str = Field(
@@ -124,6 +128,11 @@ class P4Settings(BaseSettings):
 
     def pool_for(self, mode: str) -> str:
         return self.work_pool or ("p4-docker" if mode == "image" else "p4-process")
+
+    def prefect_env(self) -> dict[str, str]:
+        """Prefect's client variables: the API, and its auth string if the server wants one."""
+        auth = {"PREFECT_API_AUTH_STRING": self.prefect_api_auth_string} if self.prefect_api_auth_string else {}
+        return {"PREFECT_API_URL": self.prefect_api_url} | auth
 
     def s3_env(self) -> dict[str, str]:
         """boto3's variables for the model store (flows read them at import)."""

@@ -8,11 +8,14 @@
 A release is a git commit (see release.py), so every model traces back to the
 commit, the image or source snapshot, the data hash and the Prefect flow run
 that produced it. `latest.json` is written last, after the model and its
-card, so a failed run never changes the model in service.
+card, so a failed run never changes the model in service. The card records the
+model's sha256, and a model whose bytes differ is refused before it is
+unpickled (unpickling runs code: a model swapped in the bucket must not be).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -29,6 +32,24 @@ LATEST = "models/latest.json"
 
 def model_prefix(release: str, flow_run_id: str) -> str:
     return f"models/{release}/{flow_run_id}"
+
+
+def verified(body: bytes, card: dict[str, Any]) -> bytes:
+    """The model's bytes, if they are the ones its card recorded at training."""
+    expected, actual = card.get("model_sha256"), hashlib.sha256(body).hexdigest()
+    if not expected:
+        raise P4Error(
+            f"the card of {card['model_url']} records no model_sha256 (a model from before models were hashed)",
+            "nothing was loaded; retrain with the p4-retrain deployment (`make p4-run`)",
+        )
+    if actual != expected:
+        raise P4Error(
+            f"the model at {card['model_url']} is not the one its card records: "
+            f"sha256 {actual[:16]}... != {expected[:16]}... (changed after training)",
+            "nothing was loaded; retrain with the p4-retrain deployment (`make p4-run`), "
+            "or restore the model the card names",
+        )
+    return body
 
 
 @dataclass
@@ -86,7 +107,11 @@ class ModelStore:
         prefix = model_prefix(card["release"], card["flow_run_id"])
         buffer = io.BytesIO()
         joblib.dump(model, buffer)
-        card = card | {"model_url": self.url(f"{prefix}/model.joblib"), "card_url": self.url(f"{prefix}/model.json")}
+        card = card | {
+            "model_url": self.url(f"{prefix}/model.joblib"),
+            "card_url": self.url(f"{prefix}/model.json"),
+            "model_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+        }
         self._s3.put_object(Bucket=self.bucket, Key=f"{prefix}/model.joblib", Body=buffer.getvalue())
         self._put_json(f"{prefix}/model.json", card)
         self._put_json(LATEST, card)
@@ -120,7 +145,7 @@ class ModelStore:
 
     def load_model(self, card: dict[str, Any]) -> Any:
         body = self._s3.get_object(Bucket=self.bucket, Key=self._key(card["model_url"]))["Body"].read()
-        return joblib.load(io.BytesIO(body))
+        return joblib.load(io.BytesIO(verified(body, card)))
 
     def exists(self, url: str) -> bool:
         try:

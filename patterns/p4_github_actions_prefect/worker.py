@@ -47,8 +47,8 @@ def main(argv: list[str]) -> None:
     os.environ.update(
         settings.s3_env()
         | settings.flow_run_env()  # flow runs read no .env: they run in the release
+        | settings.prefect_env()
         | {
-            "PREFECT_API_URL": settings.prefect_api_url,
             "PREFECT_WORKER_QUERY_SECONDS": str(settings.worker_poll_seconds),
             # Flow runs of a process pool are subprocesses: they must find this
             # environment's python whatever PATH the worker inherited.

@@ -16,18 +16,33 @@ if a test failed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from conftest import REPO, Stack, free_port, free_port_run, parse_result, run, stack_env, wait_for
+from conftest import (
+    REPO,
+    Stack,
+    free_port,
+    free_port_run,
+    listening,
+    parse_result,
+    process_tree,
+    read_secrets,
+    run,
+    stack_env,
+    wait_for,
+)
 
 PROJECT = "hybrid-ml-patterns-test"
 P1_MODEL = "p1-breast-cancer"
 ALL_SERVICES = {
     "postgres",
+    "postgres-init",
     "s3",
     "s3-init",
     "prefect-server",
@@ -41,7 +56,7 @@ ALL_SERVICES = {
     "p3-worker-2",
     "p4-worker",
 }
-ONE_SHOT = {"s3-init", "airflow-init"}
+ONE_SHOT = {"postgres-init", "s3-init", "airflow-init"}
 
 pytestmark = pytest.mark.compose
 
@@ -93,6 +108,7 @@ def compose_stack(request: pytest.FixtureRequest) -> Iterator[ComposeStack]:
         logs = stack.make("logs", env={"LINES": "60"}).output
         stack.make("compose-reset", timeout=300)
         pytest.fail(f"`make up STACK=compose` failed ({started.returncode}):\n{started.output[-6000:]}\n{logs[-8000:]}")
+    stack.env = read_secrets(state / "secrets.env") | stack.env  # the keys make generated
     yield stack
     if request.session.testsfailed:
         reporter = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -153,6 +169,70 @@ def test_stack_comes_up_healthy(compose_stack: ComposeStack) -> None:
     ):
         done = compose_stack.compose("exec", "-T", service, "printenv", variable)
         assert done.stdout.startswith("postgresql+"), (service, done.output)
+
+
+@pytest.mark.security
+def test_services_refuse_requests_without_credentials(compose_stack: ComposeStack) -> None:
+    """The compose half of the security battery (tests/security has the local tier's):
+    no credentials and wrong ones are refused, and nothing listens beyond loopback."""
+    version = f"{compose_stack.prefect}/admin/version"
+    assert httpx.get(version, timeout=10).status_code == 401
+    assert httpx.get(version, auth=("admin", "wrong"), timeout=10).status_code == 401
+    assert httpx.get(version, headers=compose_stack.prefect_headers, timeout=10).status_code == 200
+    body = {"name": "intruder", "flow_id": "00000000-0000-0000-0000-000000000000", "work_pool_name": "p4-process"}
+    assert httpx.post(f"{compose_stack.prefect}/deployments/", json=body, timeout=10).status_code in (401, 403)
+    search = f"{compose_stack.mlflow}/api/2.0/mlflow/experiments/search?max_results=1"
+    assert httpx.get(search, timeout=10).status_code == 401
+    assert httpx.get(search, auth=("admin", "wrong"), timeout=10).status_code == 401
+    assert httpx.get(search, auth=compose_stack.mlflow_auth, timeout=10).status_code == 200
+    airflow = f"http://127.0.0.1:{compose_stack.env['STACK_AIRFLOW_PORT']}/api/v2/dags"
+    assert httpx.get(airflow, timeout=10).status_code == 401
+    # Postgres: MLflow's role opens its own database, and not Prefect's.
+    probe = (
+        "import os, sys, psycopg2\n"
+        "url = os.environ['MLFLOW_BACKEND_STORE_URI']\n"
+        "user, rest = url.split('://', 1)[1].split(':', 1)\n"
+        "password, address = rest.split('@', 1)\n"
+        "host, port = address.split('/')[0].split(':')\n"
+        "for db in ('mlflow', 'prefect'):\n"
+        "    try:\n"
+        "        psycopg2.connect(host=host, port=port, user=user, password=password, dbname=db).close()\n"
+        "        print(db, user, 'connected')\n"
+        "    except psycopg2.OperationalError as exc:\n"
+        "        print(db, user, 'refused:', str(exc).strip())\n"
+    )
+    done = compose_stack.compose("exec", "-T", "mlflow", "python", "-c", probe)
+    assert "mlflow mlflow connected" in done.stdout, done.output
+    assert "prefect mlflow refused: " in done.stdout and "permission denied for database" in done.stdout, done.output
+    # Every listening socket of every container's processes (host network here), or,
+    # on a bridge network, every published port: on loopback only.
+    ids = compose_stack.compose("ps", "-q").stdout.split()
+    inspect = run(["docker", "inspect", *ids], env=compose_stack.env)
+    containers = json.loads(inspect.stdout)
+    host_network = [c for c in containers if c["HostConfig"]["NetworkMode"] == "host"]
+    sockets = listening(process_tree(*(c["State"]["Pid"] for c in host_network)))
+    if host_network:
+        assert int(compose_stack.env["STACK_PREFECT_PORT"]) in {port for _, _, port in sockets}, sockets
+        # SeaweedFS's filer (its HTTP API would bypass the S3 identities) wants a signed request.
+        filer = f"http://127.0.0.1:{int(compose_stack.env['STACK_SEAWEED_PORT_BASE']) + 4}/buckets/"
+        assert httpx.get(filer, timeout=10).status_code == 401
+    beyond = [s for s in sockets if s[1] not in ("127.0.0.1", "::1")]
+    for c in containers:
+        for binding in [b for bs in (c["HostConfig"]["PortBindings"] or {}).values() for b in bs or []]:
+            if binding["HostIp"] != "127.0.0.1":
+                beyond.append((c["Name"], binding["HostIp"], binding["HostPort"]))
+    assert beyond == [], f"listening beyond loopback: {beyond}"
+    # Who the processes run as: the servers not as root; pattern code as the user who ran make.
+    uids = {
+        c["Config"]["Labels"]["com.docker.compose.service"]: int(
+            Path(f"/proc/{c['State']['Pid']}/status").read_text().split("Uid:")[1].split()[0]
+        )
+        for c in containers
+        if c["State"]["Running"]
+    }
+    assert all(uids[name] != 0 for name in ("prefect-server", "mlflow", "postgres")), uids
+    code = [name for name in uids if name.startswith(("airflow-", "p3-worker", "p4-worker"))]
+    assert code and all(uids[name] == os.getuid() for name in code), uids
 
 
 # ---- the patterns, with environment changes only ----------------------------------------
@@ -233,6 +313,7 @@ def test_data_survives_restart_of_the_stateful_services(compose_stack: ComposeSt
     png = httpx.get(
         f"{compose_stack.mlflow}/get-artifact",
         params={"path": files[0]["path"], "run_uuid": p1_run["mlflow_run"]},
+        auth=compose_stack.mlflow_auth,
         timeout=30,
     )
     assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
@@ -240,7 +321,7 @@ def test_data_survives_restart_of_the_stateful_services(compose_stack: ComposeSt
 
 def test_down_keeps_named_volumes(compose_stack: ComposeStack, p1_run: dict[str, str]) -> None:
     volumes = compose_stack.volumes()
-    expected = {f"{PROJECT}_{v}" for v in ("postgres-data", "s3-data", "airflow-home")}
+    expected = {f"{PROJECT}_{v}" for v in ("postgres-data", "s3-data", "airflow-home", "mlflow-auth")}
     assert expected <= volumes, volumes
     down = compose_stack.make("down", timeout=300)
     assert down.returncode == 0, down.output
@@ -253,14 +334,9 @@ def test_down_keeps_named_volumes(compose_stack: ComposeStack, p1_run: dict[str,
 
 
 def airflow_token(stack: ComposeStack, base: str) -> str:
-    secrets = dict(
-        line.split("=", 1)
-        for line in (stack.state_dir / "secrets.env").read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    )
     response = httpx.post(
         f"{base}/auth/token",
-        json={"username": "admin", "password": secrets["AIRFLOW_ADMIN_PASSWORD"]},
+        json={"username": "admin", "password": stack.env["AIRFLOW_ADMIN_PASSWORD"]},
         timeout=30,
     )
     response.raise_for_status()

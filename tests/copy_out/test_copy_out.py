@@ -159,6 +159,17 @@ def online_workers(stack: Stack, pool: str) -> list[str]:
     return [w["name"] for w in workers if w.get("status") == "ONLINE"]
 
 
+def logins(stack: Stack, prefix: str, mlflow: bool = False) -> dict[str, str]:
+    """The servers' logins, in the copy's .env as a user writes them (README step 2)."""
+    found = {f"{prefix}_PREFECT_API_AUTH_STRING": stack.env["PREFECT_API_AUTH_STRING"]}
+    if mlflow:
+        found |= {
+            f"{prefix}_MLFLOW_TRACKING_USERNAME": stack.env["MLFLOW_TRACKING_USERNAME"],
+            f"{prefix}_MLFLOW_TRACKING_PASSWORD": stack.env["MLFLOW_TRACKING_PASSWORD"],
+        }
+    return found
+
+
 def s3_settings(stack: Stack, prefix: str) -> dict[str, str]:
     return {
         f"{prefix}_S3_ENDPOINT_URL": stack.env["S3_ENDPOINT_URL"],
@@ -179,6 +190,7 @@ def test_p1_copied_out_trains_registers_and_serves(stack: Stack, tmp_path: Path)
         P1_EXPERIMENT_NAME=experiment,
         P1_MODEL_NAME=model,
         **s3_settings(stack, "P1"),
+        **logins(stack, "P1", mlflow=True),
     )
     sync(copy)
     fast_tests(copy)
@@ -257,6 +269,7 @@ def test_p3_copied_out_fans_out_on_its_own_workers(stack: Stack, tmp_path: Path)
         P3_WORK_POOL=pool,
         P3_DEPLOYMENT="copyout-p3-train",
         **s3_settings(stack, "P3"),
+        **logins(stack, "P3"),
     )
     sync(copy)
     fast_tests(copy)
@@ -307,6 +320,7 @@ def test_p4_copied_out_runs_the_cd_cycle_outside_github_actions(stack: Stack, tm
         P4_BUILD="source",
         P4_WORK_POOL=pool,
         **s3_settings(stack, "P4"),
+        **logins(stack, "P4"),
     )
     sync(copy)
     for stage in (("ruff", "check", "."), ("ruff", "format", "--check", ".")):

@@ -65,6 +65,7 @@ def test_first_run_registers_champion_with_lineage(stack: Stack, first_run: dict
     png = httpx.get(
         f"{stack.mlflow}/get-artifact",
         params={"path": "plots/confusion_matrix.png", "run_uuid": first_run["mlflow_run"]},
+        auth=stack.mlflow_auth,
         timeout=30,
     )
     assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
@@ -265,6 +266,51 @@ def test_wrong_s3_credentials(stack: Stack, first_run: dict[str, str]) -> None:
     done = _run_flow(stack, env={"S3_SECRET_ACCESS_KEY": "not-the-secret"})
     _assert_failed_cleanly(done, f"rejected access key '{stack.env['S3_ACCESS_KEY_ID']}' (SignatureDoesNotMatch)")
     assert _snapshot(stack) == before
+
+
+@pytest.mark.parametrize(
+    "variable, expected",
+    [
+        ("MLFLOW_TRACKING_PASSWORD", "MLflow tracking server at {url} refused the request (401, wrong credentials)"),
+        ("PREFECT_API_AUTH_STRING", "Prefect API at {url} refused the request (401, wrong credentials)"),
+    ],
+)
+@pytest.mark.failure_mode
+@pytest.mark.security
+def test_wrong_credentials(stack: Stack, first_run: dict[str, str], variable: str, expected: str) -> None:
+    """Refused before anything is written, with the variable to fix named."""
+    url = (
+        f"{stack.mlflow}/api/2.0/mlflow/experiments/search?max_results=1"
+        if variable.startswith("MLFLOW")
+        else f"{stack.prefect}/admin/version"
+    )
+    before = _snapshot(stack)
+    done = _run_flow(stack, env={variable: "admin:not-the-password"})
+    _assert_failed_cleanly(done, expected.format(url=url))
+    assert f"fix: set {variable}" in done.stderr or f"and {variable}" in done.stderr, done.stderr
+    assert _snapshot(stack) == before
+
+
+@pytest.mark.failure_mode
+@pytest.mark.security
+def test_a_tampered_champion_is_refused_and_nothing_is_served(stack: Stack, first_run: dict[str, str]) -> None:
+    """The champion's weights changed in S3 behind MLflow's back: the run stops before
+    loading them, naming the version, and serves nothing; the registry is untouched."""
+    champion = stack.mlflow_get("registered-models/alias", name=MODEL, alias="champion")["model_version"]
+    model_id = champion["source"].removeprefix("models:/")
+    s3 = stack.s3()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mlflow", Prefix="artifacts/").get("Contents", [])]
+    weights = next(k for k in keys if k.endswith(f"{model_id}/artifacts/model.skops"))
+    original = s3.get_object(Bucket="mlflow", Key=weights)["Body"].read()
+    before = _snapshot(stack)[:2]
+    s3.put_object(Bucket="mlflow", Key=weights, Body=original[:-1] + bytes([original[-1] ^ 1]))
+    try:
+        done = _run_flow(stack)
+    finally:
+        s3.put_object(Bucket="mlflow", Key=weights, Body=original)
+    _assert_failed_cleanly(done, f"the files of models:/{MODEL}/{champion['version']} (@champion) are not the ones")
+    assert "Scored" not in done.output and "/invocations" not in done.output
+    assert _snapshot(stack)[:2] == before, "a refused champion changed the registry"
 
 
 @pytest.mark.failure_mode

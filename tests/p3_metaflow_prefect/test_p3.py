@@ -14,7 +14,6 @@ import re
 import signal
 from pathlib import Path
 
-import httpx
 import pytest
 from conftest import PATTERNS, Stack, finish, free_port, parse_result, wait_for
 
@@ -271,10 +270,14 @@ def test_grid_typo_bad_setting_and_missing_workers_fail_clearly(stack: Stack, p3
     bad_setting = run_flow(stack, p3, "deploy", P3_METAFLOW_S3_ROOT="metaflow/p3")
     assert bad_setting.returncode == 1 and "Traceback" not in bad_setting.stderr
     assert "P3_METAFLOW_S3_ROOT='metaflow/p3' must be an s3://bucket/prefix URL" in bad_setting.stderr
+    refused = run_flow(stack, p3, PREFECT_API_AUTH_STRING="admin:not-the-password")
+    assert refused.returncode == 1 and "refused the request (401, wrong auth string)" in refused.stderr
+    assert "fix: set PREFECT_API_AUTH_STRING" in refused.stderr and "Traceback" not in refused.stderr
+    assert stack.prefect_post("flow_runs/count", {}) == before, "a refused login must start no flow run"
     lonely = run_flow(stack, p3, P3_WORK_POOL="p3-nobody-polls", P3_DEPLOYMENT="p3-lonely")
     assert lonely.returncode == 1
     assert "no worker is polling the work pool 'p3-nobody-polls'" in lonely.stderr
-    assert httpx.get(f"{stack.prefect}/work_pools/p3-nobody-polls", timeout=10).status_code == 200
+    assert stack.prefect_get("work_pools/p3-nobody-polls")["name"] == "p3-nobody-polls"
 
 
 @pytest.mark.failure_mode

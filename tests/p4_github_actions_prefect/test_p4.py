@@ -246,3 +246,36 @@ def test_bad_input_fails_clearly_and_publishes_nothing(stack: Stack, cycle: dict
     assert dead.returncode != 0 and "does not answer" in dead.output and "Traceback" not in dead.output
     wrong = stack.make("p4-build", env={"P4_BUILD": "wheel"})
     assert wrong.returncode != 0 and "P4_BUILD" in wrong.output and "Traceback" not in wrong.output
+    # A wrong auth string: refused before anything is deployed, the variable named.
+    refused = stack.make("p4-deploy", env={"PREFECT_API_AUTH_STRING": "admin:not-the-password"})
+    assert refused.returncode != 0 and "refused the request (401)" in refused.output, refused.output
+    assert "fix: set PREFECT_API_AUTH_STRING" in refused.output and "Traceback" not in refused.output
+
+
+@pytest.mark.security
+def test_a_tampered_model_is_refused_and_nothing_is_scored(stack: Stack, cycle: dict) -> None:
+    """The model in service swapped in the bucket (its card left alone): the scoring
+    run fails naming the mismatch before unpickling it, and writes no predictions."""
+    latest = s3_json(stack, "models/latest.json")
+    key = latest["model_url"].removeprefix("s3://p4-models/")
+    s3 = stack.s3()
+    original = s3.get_object(Bucket="p4-models", Key=key)["Body"].read()
+    s3.put_object(Bucket="p4-models", Key=key, Body=original + b"tampered")
+    try:
+        score = deployment(stack, DEPLOYMENTS[1])
+        created = stack.prefect_post(f"deployments/{score['id']}/create_flow_run", {"parameters": {}})
+        final = wait_for(
+            lambda: (
+                (r := stack.prefect_get(f"flow_runs/{created['id']}"))["state"]["type"]
+                in ("COMPLETED", "FAILED", "CRASHED")
+                and r
+            ),
+            300,
+            "the scoring run to finish",
+        )
+    finally:
+        s3.put_object(Bucket="p4-models", Key=key, Body=original)
+    assert final["state"]["type"] == "FAILED", final["state"]
+    assert "is not the one its card records" in final["state"]["message"], final["state"]["message"]
+    listed = s3.list_objects_v2(Bucket="p4-models", Prefix="predictions/").get("Contents", [])
+    assert not [o["Key"] for o in listed if created["id"] in o["Key"]], "a refused model scored a batch"

@@ -161,3 +161,24 @@ def test_two_runs_in_one_checkout_take_turns_on_the_dvc_lock(tmp_path: Path) -> 
         first.close()
         second.close()
     assert taken_at and taken_at[0] >= released_at - 0.1, "the second run did not wait for the lock"
+
+
+def test_dvc_keeps_its_site_cache_in_this_users_cache_folder(tmp_path: Path, monkeypatch) -> None:
+    """Not in the shared /var/tmp/dvc (mode 0777), where another user could plant
+    the pickled hash caches DVC reads back."""
+    from types import SimpleNamespace
+
+    from dvc.repo import Repo
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DVC_SITE_CACHE_DIR", raising=False)
+    Repo.init(str(tmp_path / "project"), no_scm=True).close()
+    config = "[core]\n    no_scm = True\n    remote = storage\n['remote \"storage\"']\n    url = s3://dvc/p\n"
+    (tmp_path / "project" / ".dvc" / "config").write_text(config)
+    settings = SimpleNamespace(s3_endpoint_url="http://127.0.0.1:1", s3_access_key_id="k", s3_secret_access_key="s")
+    repo = data.open_repo(tmp_path / "project", settings)
+    try:
+        assert Path(repo.site_cache_dir).is_relative_to(tmp_path / "cache" / "dvc-site")
+    finally:
+        repo.close()
+    assert (tmp_path / "cache" / "dvc-site").stat().st_mode & 0o777 == 0o700

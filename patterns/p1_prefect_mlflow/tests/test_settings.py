@@ -48,10 +48,41 @@ def test_load_settings_exports_endpoints_and_turns_phoning_home_off(environ) -> 
     assert environ["MLFLOW_DISABLE_TELEMETRY"] == "true" and environ["DO_NOT_TRACK"] == "true"
 
 
+def test_logins_from_dot_env_reach_prefect_and_mlflow_clients(environ, tmp_path) -> None:
+    """A copied folder's .env carries the servers' logins: load_settings hands them
+    to Prefect's and MLflow's clients, which read only the environment."""
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "P1_PREFECT_API_AUTH_STRING=admin:s3cret\nP1_MLFLOW_TRACKING_USERNAME=admin\nP1_MLFLOW_TRACKING_PASSWORD=pw\n"
+    )
+    settings = P1Settings(_env_file=env_file)
+    settings.export_to_environ()
+    assert environ["PREFECT_API_AUTH_STRING"] == "admin:s3cret"
+    assert (environ["MLFLOW_TRACKING_USERNAME"], environ["MLFLOW_TRACKING_PASSWORD"]) == ("admin", "pw")
+
+
+def test_no_login_set_exports_none(environ) -> None:
+    P1Settings(_env_file=None).export_to_environ()
+    assert not {"PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} & set(environ)
+
+
 def test_importing_the_pattern_changes_no_environment_variable(environ) -> None:
     """Each of the pattern's modules, executed again with none of the settings'
     variables set, sets none of them (Prefect and MLflow are imported already)."""
     before = dict(environ)
-    for name in ("settings", "errors", "data", "checks", "model", "serving", "report", "deploy", "cli", "flow"):
+    modules = (
+        "settings",
+        "errors",
+        "data",
+        "checks",
+        "integrity",
+        "model",
+        "serving",
+        "report",
+        "deploy",
+        "cli",
+        "flow",
+    )
+    for name in modules:
         importlib.reload(importlib.import_module(name))
     assert dict(environ) == before
