@@ -256,6 +256,17 @@ class Stack:
     def prefect_get(self, path: str) -> dict | list:
         return self._prefect("GET", path)
 
+    def final_flow_run(
+        self, flow_run_id: str, what: str, timeout: float = 300, process: subprocess.Popen | None = None
+    ) -> dict:
+        """The flow run once its state is final (COMPLETED, FAILED, CRASHED or CANCELLED)."""
+
+        def final() -> dict | None:
+            run = self.prefect_get(f"flow_runs/{flow_run_id}")
+            return run if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+        return wait_for(final, timeout, what, process)
+
     def prefect_post_raw(self, path: str, body: dict) -> httpx.Response:
         """The response as is, for calls the server is expected to refuse."""
         return self._prefect_response("POST", path, body)

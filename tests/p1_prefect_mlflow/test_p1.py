@@ -335,11 +335,7 @@ def test_served_deployment_has_schedule_and_runs(stack: Stack, first_run: dict[s
 
         flow_run = stack.prefect_post(f"deployments/{deployment['id']}/create_flow_run", {})
 
-        def finished() -> dict | None:
-            state = stack.prefect_get(f"flow_runs/{flow_run['id']}")["state"]
-            return state if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
-
-        state = wait_for(finished, 300, "final state of the deployment run", server)
+        state = stack.final_flow_run(flow_run["id"], "final state of the deployment run", process=server)["state"]
     assert state["type"] == "COMPLETED", state
     # Same data, same parameters: the scheduled run reuses, registers nothing.
     assert stack.model_versions(MODEL) == versions_before

@@ -249,11 +249,7 @@ def test_unreachable_s3_inside_a_worker_run_names_the_metaflow_run(stack: Stack,
         },
     )
 
-    def final() -> dict | None:
-        current = flow_run(stack, run["id"])
-        return current if current["state_type"] in ("COMPLETED", "FAILED", "CRASHED") else None
-
-    ended = wait_for(final, 300, "the deployment run to finish")
+    ended = stack.final_flow_run(run["id"], "the deployment run to finish")
     assert ended["state_type"] == "FAILED"
     message = ended["state"]["message"]
     assert re.search(r"Metaflow run P3TrainFlow/\d+ failed", message), message

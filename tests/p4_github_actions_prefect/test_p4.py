@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PATTERNS, REPO, Stack, free_port, parse_result, wait_for
+from conftest import PATTERNS, REPO, Stack, free_port, parse_result
 
 pytestmark = pytest.mark.stack
 
@@ -224,15 +224,7 @@ def test_bad_input_fails_clearly_and_publishes_nothing(stack: Stack, cycle: dict
         f"deployments/{retrain['id']}/create_flow_run",
         {"parameters": {"data_file": str(noisy), "min_accuracy": 0.85}},
     )
-    final = wait_for(
-        lambda: (
-            (r := stack.prefect_get(f"flow_runs/{created['id']}"))["state"]["type"]
-            in ("COMPLETED", "FAILED", "CRASHED")
-            and r
-        ),
-        300,
-        "the gated run to finish",
-    )
+    final = stack.final_flow_run(created["id"], "the gated run to finish")
     assert final["state"]["type"] == "FAILED", final["state"]
     assert "below min_accuracy=0.85; nothing was published" in final["state"]["message"]
     listed = stack.s3().list_objects_v2(
@@ -264,15 +256,7 @@ def test_a_tampered_model_is_refused_and_nothing_is_scored(stack: Stack, cycle: 
     try:
         score = deployment(stack, DEPLOYMENTS[1])
         created = stack.prefect_post(f"deployments/{score['id']}/create_flow_run", {"parameters": {}})
-        final = wait_for(
-            lambda: (
-                (r := stack.prefect_get(f"flow_runs/{created['id']}"))["state"]["type"]
-                in ("COMPLETED", "FAILED", "CRASHED")
-                and r
-            ),
-            300,
-            "the scoring run to finish",
-        )
+        final = stack.final_flow_run(created["id"], "the scoring run to finish")
     finally:
         s3.put_object(Bucket="p4-models", Key=key, Body=original)
     assert final["state"]["type"] == "FAILED", final["state"]
