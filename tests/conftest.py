@@ -15,6 +15,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,9 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "infra" / "local"))
+import credentials  # noqa: E402 - the stacks' secrets files (infra/local/credentials.py, standard library only)
+
 PATTERNS = REPO / "patterns"
 RESULT_RE = re.compile(r"^Result: (.*)$", re.MULTILINE)
 UV = os.environ.get("UV", "uv")  # `uv run` exports its own path; `make test` runs pytest that way
@@ -388,8 +392,8 @@ def start_stack(env: dict[str, str], state_dir: Path) -> Stack:
 
 def read_secrets(path: Path) -> dict[str, str]:
     """The stack's generated keys and passwords (NAME=value lines), as a client takes them."""
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
-    return {name: value for name, value in pairs if not name.startswith("STACK_")}
+    assert path.is_file(), f"no secrets file at {path}"
+    return {name: value for name, value in credentials.read(path).items() if not name.startswith("STACK_")}
 
 
 def stop_stack(s: Stack) -> None:
