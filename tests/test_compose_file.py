@@ -298,3 +298,14 @@ def test_the_metadata_folder_compose_mounts_is_pattern_3s_default():
         f"PATTERNS_P3_METADATA_DIR=${{P3_METAFLOW_METADATA_DIR:-$ROOT/patterns/p3_metaflow_prefect/{default}}}"
         in compose_sh
     )
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    sorted(subprocess.run(["git", "ls-files", "*Dockerfile"], cwd=REPO, capture_output=True, text=True).stdout.split()),
+)
+def test_every_image_built_here_ends_as_a_user_that_is_not_root(dockerfile):
+    """The last USER of every Dockerfile in the repository (postgres's: `postgres`)."""
+    users = re.findall(r"^USER (\S+)", (REPO / dockerfile).read_text(), re.MULTILINE)
+    assert users, f"{dockerfile} has no USER: its containers run as root"
+    assert users[-1].split(":")[0] not in ("0", "root"), f"{dockerfile} ends as {users[-1]}"

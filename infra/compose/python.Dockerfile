@@ -42,9 +42,12 @@ RUN sh /src/infra/compose/install-env.sh "${PROJECT}" /opt/venv \
 # State that services keep in named volumes (Airflow's home, pattern 2's kfp.local
 # root, MLflow's users) lives under /var/lib/patterns, writable by that user too
 # (a new volume copies the mode).
+# The user `patterns` (10001) has a name: Airflow and getpass want one. Another uid
+# gets its name from USER/LOGNAME, which getpass reads first.
 RUN mkdir -p /var/lib/patterns/airflow /var/lib/patterns/p2 /var/lib/patterns/mlflow-auth \
-    && chmod -R 1777 /var/lib/patterns
-ENV HOME=/tmp
+    && chmod -R 1777 /var/lib/patterns \
+    && groupadd --gid 10001 patterns && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp patterns
+ENV HOME=/tmp USER=patterns LOGNAME=patterns
 WORKDIR /tmp
 # Not root: the servers (Prefect, MLflow) and the one-shot jobs run as this uid;
 # containers that run pattern code set their own (the checkout's owner).

@@ -243,15 +243,19 @@ def test_services_refuse_requests_without_credentials(compose_stack: ComposeStac
     assert len(uids) >= 11 and all(found and 0 not in found for found in uids.values()), uids
     code = [name for name in uids if name.startswith(("airflow-", "p3-worker", "p4-worker"))]
     assert code and all(uids[name] == {os.getuid() or 10001} for name in code), uids
-    # Pattern code reads the checkout and cannot change it; pattern 3's metadata folder it can.
-    checkout_files = {"p4-worker": REPO / "README.md", "p3-worker-1": REPO / "patterns/p3_metaflow_prefect/README.md"}
-    for name, path in checkout_files.items():
-        done = compose_stack.compose("exec", "-T", name, "python", "-c", f"open({str(path)!r}, 'a')")
-        assert done.returncode != 0 and "Read-only file system" in done.output, (name, done.output)
+    # Pattern code reads the checkout from a read-only mount; pattern 3's metadata folder it writes.
     metadata = compose_stack.env["P3_METAFLOW_METADATA_DIR"]
-    probe = f"import pathlib; p = pathlib.Path({metadata!r}, '.probe'); p.write_text('x'); p.unlink()"
-    done = compose_stack.compose("exec", "-T", "p3-worker-1", "python", "-c", probe)
-    assert done.returncode == 0, done.output
+    probe = (
+        "import os, pathlib, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    print(path, 'read-only' if os.statvfs(path).f_flag & os.ST_RDONLY else 'writable')\n"
+        "p = pathlib.Path(sys.argv[-1], '.probe'); p.write_text('x'); p.unlink()\n"
+    )
+    for name in ("airflow-scheduler", "p3-worker-1", "p4-worker"):
+        done = compose_stack.compose("exec", "-T", name, "python", "-c", probe, str(REPO), metadata)
+        assert f"{REPO} read-only" in done.stdout, (name, done.output)
+        if name.startswith("p3-worker"):
+            assert done.returncode == 0 and f"{metadata} writable" in done.stdout, (name, done.output)
 
 
 # ---- the patterns, with environment changes only ----------------------------------------
