@@ -271,6 +271,8 @@ def test_pattern_code_runs_as_the_given_user_from_a_read_only_checkout(base):
         assert code[name]["environment"]["P2_STATE_DIR"] == "/var/lib/patterns/p2"
         assert {m["source"] for m in code[name]["volumes"] if m["type"] == "volume"} == {"airflow-home", "p2-state"}
     assert code["p4-worker"]["environment"]["P4_WORKER_DIR"].startswith("/tmp/")
+    for name in ("METAFLOW_TEMPDIR", "METAFLOW_ARTIFACT_LOCALROOT"):
+        assert code["p3-worker-1"]["environment"][name] == "/tmp", name
 
 
 def test_no_container_runs_as_root(base):
