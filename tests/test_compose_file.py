@@ -291,6 +291,17 @@ def test_no_container_runs_as_root(base):
             assert svc["image"].startswith("hybrid-ml-patterns/"), f"{name} runs as its image's user, maybe root"
 
 
+def test_a_relative_metadata_folder_is_refused_before_anything_is_built(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("P3_", "COMPOSE_", "STACK_"))}
+    env |= {"P3_METAFLOW_METADATA_DIR": "p3-metadata", "COMPOSE_STATE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", str(REPO / "infra/compose/compose.sh"), "up"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert "error: P3_METAFLOW_METADATA_DIR=p3-metadata is a relative path\nfix: give an absolute path" in done.stderr
+    assert not (tmp_path / "build.log").exists() and not (REPO / "p3-metadata").exists()
+
+
 def test_the_metadata_folder_compose_mounts_is_pattern_3s_default():
     """compose.sh mounts P3_METAFLOW_METADATA_DIR, or settings.py's default when unset."""
     settings = (REPO / "patterns/p3_metaflow_prefect/settings.py").read_text()

@@ -354,9 +354,9 @@ fix: chmod -R o+rX $ROOT/patterns $ROOT/infra/compose, or run make as a user tha
 }
 
 cmd_up() {
+  shared_folders
   cmd_build
   write_patterns_env
-  shared_folders
   say "starting the compose stack (profiles: $COMPOSE_PROFILES) and waiting until it is healthy"
   # Air-gapped: nothing may be pulled. Otherwise third-party images are pulled once.
   local pull=missing
