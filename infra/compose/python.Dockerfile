@@ -50,5 +50,5 @@ RUN mkdir -p /var/lib/patterns/airflow /var/lib/patterns/p2 /var/lib/patterns/ml
 ENV HOME=/tmp USER=patterns LOGNAME=patterns
 WORKDIR /tmp
 # Not root: the servers (Prefect, MLflow) and the one-shot jobs run as this uid;
-# containers that run pattern code set their own (the checkout's owner).
+# containers that run pattern code set their own (your uid; this one for root).
 USER 10001:10001
