@@ -29,9 +29,16 @@ SECRETS = {
     "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask",
     "SEAWEED_JWT_KEY": "jwt-key",
     "PATTERNS_ROOT": str(REPO),
+    "PATTERNS_UID": "1234",
+    "PATTERNS_GID": "1234",
+    "PATTERNS_P3_METADATA_DIR": "/shared/p3-metaflow",
     "WHEELHOUSE_URL": "http://127.0.0.1:18380",
     "WHEELHOUSE_MANIFEST_SHA256": "0" * 64,
 }
+# A tag with a version, and the digest of what it named when it was pinned.
+PINNED = re.compile(r"[\w./-]+:\d+(\.\d+)+[\w.-]*@sha256:[0-9a-f]{64}")
+# Containers that run pattern code from the mounted checkout.
+PATTERN_CODE = ("airflow-", "p3-worker-", "p4-worker")
 # One-shot services: they run to completion, others wait for exit 0.
 ONE_SHOT = {"postgres-init", "s3-init", "airflow-init"}
 
@@ -102,7 +109,7 @@ def test_images_are_pinned_or_built_here_with_a_base_image_argument(base):
             assert image in built, f"{name} uses {image}, which no service builds"
             assert svc.get("pull_policy") == "never", f"{name}: a project image is never pulled"
         else:
-            assert re.search(r":\d+(\.\d+)+", image), f"{name}: third-party image {image} is not pinned to a version"
+            assert PINNED.fullmatch(image), f"{name}: third-party image {image} is not pinned to a version and digest"
     for svc in base.values():
         if "build" in svc:
             assert svc["build"]["dockerfile"] == "infra/compose/python.Dockerfile"
@@ -127,6 +134,9 @@ def test_env_example_documents_every_required_variable():
     text = (REPO / "docker-compose.yml").read_text() + (REPO / "docker-compose.airgap.yml").read_text()
     required = set(re.findall(r"\$\{([A-Z0-9_]+):\?", text)) - {
         "PATTERNS_ROOT",
+        "PATTERNS_UID",
+        "PATTERNS_GID",
+        "PATTERNS_P3_METADATA_DIR",
         "WHEELHOUSE_URL",
         "WHEELHOUSE_MANIFEST_SHA256",
     }
@@ -224,3 +234,91 @@ def test_airgapped_images_install_only_hashed_wheels(airgap):
     for text in (install, seaweed):
         assert "--require-hashes" in text and "WHEELHOUSE_MANIFEST_SHA256" in text and "sha256sum -c" in text
     assert "--generate-hashes" in (REPO / "infra/compose/compose.sh").read_text()
+
+
+def test_base_images_are_pinned_by_digest_with_the_evidence_beside_them(base):
+    """Where a registry answers, every base is a tag plus the digest of its index, the
+    same in the compose file and the Dockerfiles' defaults, and the README says where
+    each digest was checked (the air-gapped path builds FROM its local base instead)."""
+    bases = {svc["build"]["args"]["BASE_IMAGE"] for svc in base.values() if "build" in svc}
+    assert len(bases) == 1, bases
+    dockerfiles = ["infra/compose/python.Dockerfile", "patterns/p4_github_actions_prefect/Dockerfile"]
+    dockerfiles += ["patterns/p2_airflow_kfp/pipeline/Dockerfile"]
+    for path in dockerfiles:
+        default = re.search(r"^ARG BASE_IMAGE=(\S+)", (REPO / path).read_text(), re.MULTILINE)[1]
+        assert default in bases, f"{path}: ARG BASE_IMAGE={default}, the compose file builds from {bases}"
+    pinned = bases | {svc["image"] for svc in base.values() if not svc["image"].startswith("hybrid-ml-patterns/")}
+    readme = (REPO / "infra/compose/README.md").read_text()
+    for image in pinned:
+        assert PINNED.fullmatch(image), image
+        assert image.split("@")[1] in readme, f"infra/compose/README.md does not record where {image} was checked"
+
+
+def test_pattern_code_runs_as_the_given_user_from_a_read_only_checkout(base):
+    """The containers that run pattern code run as PATTERNS_UID (compose.sh: never 0)
+    and mount the checkout read-only; the only folder they write on the host is
+    Metaflow's metadata (pattern 3), which the host reads too; the rest is volumes."""
+    code = {name: svc for name, svc in base.items() if name.startswith(PATTERN_CODE)}
+    assert len(code) == 8, sorted(code)
+    for name, svc in code.items():
+        assert svc["user"] == f"{SECRETS['PATTERNS_UID']}:{SECRETS['PATTERNS_GID']}", name
+        mounts = {m["target"]: m for m in svc["volumes"]}
+        assert mounts[str(REPO)]["type"] == "bind" and mounts[str(REPO)]["read_only"] is True, name
+        writable = {t for t, m in mounts.items() if m["type"] == "bind" and not m.get("read_only")}
+        expected = {SECRETS["PATTERNS_P3_METADATA_DIR"]} if name.startswith("p3-worker-") else set()
+        assert writable == expected, f"{name} writes to host folders {writable}"
+    for name in ("airflow-scheduler", "airflow-triggerer"):
+        assert code[name]["environment"]["P2_STATE_DIR"] == "/var/lib/patterns/p2"
+        assert {m["source"] for m in code[name]["volumes"] if m["type"] == "volume"} == {"airflow-home", "p2-state"}
+    assert code["p4-worker"]["environment"]["P4_WORKER_DIR"].startswith("/tmp/")
+    for name in ("METAFLOW_TEMPDIR", "METAFLOW_ARTIFACT_LOCALROOT"):
+        assert code["p3-worker-1"]["environment"][name] == "/tmp", name
+
+
+def test_no_container_runs_as_root(base):
+    """A service runs as a `user:` that is not 0, or from an image whose last USER is
+    not root (python.Dockerfile: 10001); postgres's entrypoint drops to its own user."""
+    python_user = re.findall(r"^USER (\S+)", (REPO / "infra/compose/python.Dockerfile").read_text(), re.MULTILINE)
+    assert python_user == ["10001:10001"]
+    seaweed = (REPO / "infra/compose/seaweedfs/Dockerfile").read_text()
+    assert re.findall(r"^USER (\S+)", seaweed, re.MULTILINE) == [base["s3"]["user"]] == ["1000:1000"]
+    for name, svc in base.items():
+        if name == "postgres":
+            continue
+        if "user" in svc:
+            assert not svc["user"].startswith("0") and not svc["user"].startswith("root"), name
+        else:
+            assert svc["image"].startswith("hybrid-ml-patterns/"), f"{name} runs as its image's user, maybe root"
+
+
+def test_a_relative_metadata_folder_is_refused_before_anything_is_built(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("P3_", "COMPOSE_", "STACK_"))}
+    env |= {"P3_METAFLOW_METADATA_DIR": "p3-metadata", "COMPOSE_STATE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", str(REPO / "infra/compose/compose.sh"), "up"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert "error: P3_METAFLOW_METADATA_DIR=p3-metadata is a relative path\nfix: give an absolute path" in done.stderr
+    assert not (tmp_path / "build.log").exists() and not (REPO / "p3-metadata").exists()
+
+
+def test_the_metadata_folder_compose_mounts_is_pattern_3s_default():
+    """compose.sh mounts P3_METAFLOW_METADATA_DIR, or settings.py's default when unset."""
+    settings = (REPO / "patterns/p3_metaflow_prefect/settings.py").read_text()
+    default = re.search(r'metaflow_metadata_dir: Path = Field\(PATTERN_DIR / "([^"]+)"', settings)[1]
+    compose_sh = (REPO / "infra/compose/compose.sh").read_text()
+    assert (
+        f"PATTERNS_P3_METADATA_DIR=${{P3_METAFLOW_METADATA_DIR:-$ROOT/patterns/p3_metaflow_prefect/{default}}}"
+        in compose_sh
+    )
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    sorted(subprocess.run(["git", "ls-files", "*Dockerfile"], cwd=REPO, capture_output=True, text=True).stdout.split()),
+)
+def test_every_image_built_here_ends_as_a_user_that_is_not_root(dockerfile):
+    """The last USER of every Dockerfile in the repository (postgres's: `postgres`)."""
+    users = re.findall(r"^USER (\S+)", (REPO / dockerfile).read_text(), re.MULTILINE)
+    assert users, f"{dockerfile} has no USER: its containers run as root"
+    assert users[-1].split(":")[0] not in ("0", "root"), f"{dockerfile} ends as {users[-1]}"

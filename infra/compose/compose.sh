@@ -41,9 +41,15 @@ PROJECTS=(infra/compose/server patterns/p2_airflow_kfp patterns/p2_airflow_kfp/p
   patterns/p3_metaflow_prefect patterns/p4_github_actions_prefect)
 
 export PATTERNS_ROOT=$ROOT
+# Who the containers running pattern code run as: you, or uid 10001 (the
+# images' user) when you are root. Never root.
 PATTERNS_UID=$(id -u)
 PATTERNS_GID=$(id -g)
+if [ "$PATTERNS_UID" = 0 ]; then PATTERNS_UID=10001 PATTERNS_GID=10001; fi
 export PATTERNS_UID PATTERNS_GID
+# The one folder of the checkout they write: Metaflow's run metadata (pattern 3's
+# P3_METAFLOW_METADATA_DIR; its default is settings.py's), which your shell reads too.
+export PATTERNS_P3_METADATA_DIR=${P3_METAFLOW_METADATA_DIR:-$ROOT/patterns/p3_metaflow_prefect/.state}
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-hybrid-ml-patterns}
 export PATTERNS_ENV_FILE=$STATE/patterns.env
 export COMPOSE_PROFILES=${COMPOSE_PROFILES:-*}
@@ -327,7 +333,28 @@ write_patterns_env() {
   mv "$PATTERNS_ENV_FILE.tmp" "$PATTERNS_ENV_FILE"
 }
 
+shared_folders() {
+  # The checkout is mounted read-only: it must be readable by the containers' user, and
+  # the metadata folder writable by it.
+  case $PATTERNS_P3_METADATA_DIR in
+    /*) ;;
+    *) die "P3_METAFLOW_METADATA_DIR=$PATTERNS_P3_METADATA_DIR is a relative path
+fix: give an absolute path (the workers mount that folder at the same path)" ;;
+  esac
+  mkdir -p "$PATTERNS_P3_METADATA_DIR"
+  if [ "$(id -u)" = 0 ]; then
+    local unreadable
+    unreadable=$(find "$ROOT/patterns" "$ROOT/infra/compose" \( -name .venv -o -name .state \) -prune -o ! -perm -o=r -print -quit)
+    if [ -n "$unreadable" ]; then
+      die "$unreadable is not readable by others, and the containers read this checkout as uid $PATTERNS_UID (make runs as root)
+fix: chmod -R o+rX $ROOT/patterns $ROOT/infra/compose, or run make as a user that is not root"
+    fi
+    chown -R "$PATTERNS_UID:$PATTERNS_GID" "$PATTERNS_P3_METADATA_DIR"
+  fi
+}
+
 cmd_up() {
+  shared_folders
   cmd_build
   write_patterns_env
   say "starting the compose stack (profiles: $COMPOSE_PROFILES) and waiting until it is healthy"

@@ -14,7 +14,8 @@
 #                   project (`infra/compose/compose.sh wheelhouse`); nothing
 #                   else is contacted. WHEELHOUSE_MANIFEST_SHA256: the sha256 of
 #                   its manifest; every file and wheel is checked against it.
-ARG BASE_IMAGE=python:3.11.14-slim-bookworm
+# The default is docker-compose.yml's x-base-image (tag and index digest; evidence there).
+ARG BASE_IMAGE=python:3.11.15-slim-bookworm@sha256:d29f48a31a8b408ed19272ca1e7b10ebae13b240a27e862d3d4217c528e2e0c3
 FROM ${BASE_IMAGE}
 
 ARG PROJECT
@@ -35,14 +36,19 @@ RUN sh /src/infra/compose/install-env.sh "${PROJECT}" /opt/venv \
     && if [ -n "${EXTRA_PROJECT}" ]; then sh /src/infra/compose/install-env.sh "${EXTRA_PROJECT}" /opt/extra-venv; fi \
     && rm -rf /src /root/.cache
 
-# Pattern code is not baked in: the compose file mounts the checkout (see
-# docker-compose.yml, PATTERNS_ROOT). Containers may run as the checkout's
-# owner (PATTERNS_UID), so HOME must be writable by anyone.
-# State that services keep in named volumes (Airflow's home, MLflow's users) lives
-# under /var/lib/patterns, writable by that user too (a new volume copies the mode).
-RUN mkdir -p /var/lib/patterns/airflow /var/lib/patterns/mlflow-auth && chmod -R 1777 /var/lib/patterns
-ENV HOME=/tmp
+# Pattern code is not baked in: the compose file mounts the checkout read-only
+# (see docker-compose.yml, PATTERNS_ROOT). Containers that run it run as your
+# uid (PATTERNS_UID, 10001 for root), so HOME must be writable by anyone.
+# State that services keep in named volumes (Airflow's home, pattern 2's kfp.local
+# root, MLflow's users) lives under /var/lib/patterns, writable by that user too
+# (a new volume copies the mode).
+# The user `patterns` (10001) has a name: Airflow and getpass want one. Another uid
+# gets its name from USER/LOGNAME, which getpass reads first.
+RUN mkdir -p /var/lib/patterns/airflow /var/lib/patterns/p2 /var/lib/patterns/mlflow-auth \
+    && chmod -R 1777 /var/lib/patterns \
+    && groupadd --gid 10001 patterns && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp patterns
+ENV HOME=/tmp USER=patterns LOGNAME=patterns
 WORKDIR /tmp
 # Not root: the servers (Prefect, MLflow) and the one-shot jobs run as this uid;
-# containers that run pattern code set their own (the checkout's owner).
+# containers that run pattern code set their own (your uid; this one for root).
 USER 10001:10001

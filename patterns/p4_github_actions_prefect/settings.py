@@ -73,6 +73,9 @@ class P4Settings(BaseSettings):
     release_dir: Path | None = Field(None, validation_alias=_env("RELEASE_DIR"))
     # This checkout's build records, snapshots and worker scratch folder.
     state_dir: Path = Field(PATTERN_DIR / ".state", validation_alias=_env("STATE_DIR"))
+    # The folder a worker's flow runs start in (default: <P4_STATE_DIR>/worker); a
+    # container with the checkout mounted read-only names one of its own.
+    worker_dir: Path | None = Field(None, validation_alias=_env("WORKER_DIR"))
     # The git commit a release comes from. Default: GITHUB_SHA in Actions, else
     # `git rev-parse HEAD` of this folder's repository.
     git_sha: str | None = Field(None, validation_alias=_env("GIT_SHA", "GITHUB_SHA"))

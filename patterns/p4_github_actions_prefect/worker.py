@@ -73,7 +73,7 @@ def main(argv: list[str]) -> None:
     # Flow runs start in the worker's working directory, which Python puts first
     # on sys.path: keep it out of this folder so a run imports only the code of
     # its release (the pull step's folder), never the working copy.
-    scratch = settings.state_dir / "worker"
+    scratch = settings.worker_dir or settings.state_dir / "worker"
     scratch.mkdir(parents=True, exist_ok=True)
     os.chdir(scratch)
     os.execv(command[0], command)  # same pid: a process manager signals the worker itself

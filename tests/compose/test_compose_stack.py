@@ -126,6 +126,17 @@ def p1_run(compose_stack: ComposeStack) -> dict[str, str]:
     return parse_result(done.stdout)
 
 
+def effective_uids(pids: set[int]) -> set[int]:
+    """The effective uids of the processes still there (a healthcheck may end meanwhile)."""
+    found = set()
+    for pid in pids:
+        try:
+            found.add(int(Path(f"/proc/{pid}/status").read_text().split("Uid:")[1].split()[1]))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
 def unhealthy(stack: ComposeStack) -> list[str]:
     """What keeps the stack from being healthy (nothing: it is): a service missing or
     extra, a one-shot service that did not exit 0, a service not running and healthy."""
@@ -222,17 +233,29 @@ def test_services_refuse_requests_without_credentials(compose_stack: ComposeStac
             if binding["HostIp"] != "127.0.0.1":
                 beyond.append((c["Name"], binding["HostIp"], binding["HostPort"]))
     assert beyond == [], f"listening beyond loopback: {beyond}"
-    # Who the processes run as: the servers not as root; pattern code as the user who ran make.
+    # Who the processes run as: nobody as root (docker-init included); pattern code as
+    # the user who ran make (10001 when that is root).
     uids = {
-        c["Config"]["Labels"]["com.docker.compose.service"]: int(
-            Path(f"/proc/{c['State']['Pid']}/status").read_text().split("Uid:")[1].split()[0]
-        )
+        c["Config"]["Labels"]["com.docker.compose.service"]: effective_uids(process_tree(c["State"]["Pid"]))
         for c in containers
         if c["State"]["Running"]
     }
-    assert all(uids[name] != 0 for name in ("prefect-server", "mlflow", "postgres")), uids
+    assert len(uids) >= 11 and all(found and 0 not in found for found in uids.values()), uids
     code = [name for name in uids if name.startswith(("airflow-", "p3-worker", "p4-worker"))]
-    assert code and all(uids[name] == os.getuid() for name in code), uids
+    assert code and all(uids[name] == {os.getuid() or 10001} for name in code), uids
+    # Pattern code reads the checkout from a read-only mount; pattern 3's metadata folder it writes.
+    metadata = compose_stack.env["P3_METAFLOW_METADATA_DIR"]
+    probe = (
+        "import os, pathlib, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    print(path, 'read-only' if os.statvfs(path).f_flag & os.ST_RDONLY else 'writable')\n"
+        "p = pathlib.Path(sys.argv[-1], '.probe'); p.write_text('x'); p.unlink()\n"
+    )
+    for name in ("airflow-scheduler", "p3-worker-1", "p4-worker"):
+        done = compose_stack.compose("exec", "-T", name, "python", "-c", probe, str(REPO), metadata)
+        assert f"{REPO} read-only" in done.stdout, (name, done.output)
+        if name.startswith("p3-worker"):
+            assert done.returncode == 0 and f"{metadata} writable" in done.stdout, (name, done.output)
 
 
 # ---- the patterns, with environment changes only ----------------------------------------

@@ -13,6 +13,7 @@ card on S3, whose fields only a run inside that image can write."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,9 @@ pytestmark = pytest.mark.docker
 P4 = PATTERNS / "p4_github_actions_prefect"
 DEPLOYMENTS = ("p4-retrain/p4-retrain", "p4-batch-score/p4-batch-score")
 HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-DEFAULT_BASE = "python:3.11-slim-bookworm"
+# The Dockerfile's `ARG BASE_IMAGE=` (image.py reads it the same way).
+DOCKERFILE = PATTERNS / "p4_github_actions_prefect" / "Dockerfile"
+DEFAULT_BASE = re.search(r"^ARG BASE_IMAGE=(\S+)", DOCKERFILE.read_text(), re.MULTILINE)[1]
 
 
 def docker(*args: str) -> subprocess.CompletedProcess:

@@ -25,7 +25,7 @@ PATTERN = Path(__file__).resolve().parents[1]
 
 def test_the_base_image_is_declared_once_in_the_dockerfile():
     dockerfile = (PATTERN / "Dockerfile").read_text()
-    assert image.default_base_image() == "python:3.11-slim-bookworm"
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", image.default_base_image())
     assert dockerfile.count("ARG BASE_IMAGE") == 1 and "FROM ${BASE_IMAGE}" in dockerfile
 
 
