@@ -149,13 +149,23 @@ compose-reset: _uv ## Remove the compose stack AND its named volumes (all its da
 	@$(COMPOSE_SH) reset
 
 ##@ Patterns
-.PHONY: patterns pattern-1 pattern-2 pattern-2-compile pattern-3 p3-workers pattern-4
+.PHONY: patterns pattern-1 p1-endpoint pattern-2 pattern-2-compile pattern-3 p3-workers pattern-4
 patterns: pattern-1 pattern-2 pattern-3 pattern-4 ## Run every pattern, in order (STACK=local by default)
 
 pattern-1: _uv ## Prefect orchestrating MLflow (tracking, registry, serving), DVC data
 	@$(call stack_up,core)
 	@cd $(P1) && $(UV) run --locked python data.py publish
 	@cd $(P1) && $(UV) run --locked python flow.py $(ARGS)
+
+p1-endpoint: _uv ## Pattern 1's live endpoint under supervisord: serves @champion on 127.0.0.1:P1_ENDPOINT_PORT, follows it
+ifeq ($(STACK),compose)
+	@echo "error: the live endpoint runs on the local tier for now" >&2; \
+	  echo "  fix: drop STACK=compose" >&2; exit 2
+endif
+	@$(call stack_up,core)
+	@$(UV) sync --locked --quiet --project $(P1)
+	@$(STACK_PY) add p1-endpoint --cwd $(P1) \
+	  --pass-env 'MLFLOW_*,S3_*,P1_*,DO_NOT_TRACK' -- $(P1)/.venv/bin/python $(P1)/endpoint.py
 
 pattern-2: _uv ## Airflow triggering Kubeflow Pipelines: ETL in Airflow, training in KFP (kfp.local)
 	@$(call stack_up,p2)

@@ -66,6 +66,9 @@ class P1Settings(BaseSettings):
     # Serving (the deploy step) -------------------------------------------------
     serve_port: int = Field(0, ge=0, le=65535, validation_alias=_env("SERVE_PORT"))  # 0: a free port
     serve_timeout: float = Field(90.0, gt=0, validation_alias=_env("SERVE_TIMEOUT"))
+    # The live endpoint (endpoint.py): its port on 127.0.0.1, and how often it reads @champion.
+    endpoint_port: int = Field(5050, ge=1, le=65535, validation_alias=_env("ENDPOINT_PORT"))
+    endpoint_poll_seconds: float = Field(5.0, gt=0, validation_alias=_env("ENDPOINT_POLL_SECONDS"))
     # Seconds a run waits for another run of the same training (same data and
     # parameters) to finish before giving up; then it reuses that run's model.
     slot_timeout: float = Field(900.0, gt=0, validation_alias=_env("SLOT_TIMEOUT"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 import time
 from pathlib import Path
 
@@ -91,21 +92,85 @@ def test_first_run_registers_champion_with_lineage(stack: Stack, first_run: dict
     assert stack.s3().head_object(Bucket="dvc", Key=key)["ContentLength"] == RAW.stat().st_size
 
 
-def test_champion_serves_predictions_over_http(stack: Stack, first_run: dict[str, str]) -> None:
-    """The README's long-running endpoint: `mlflow models serve` on the alias."""
+def test_the_live_endpoint_serves_the_champion_and_follows_it(stack: Stack, first_run: dict[str, str]) -> None:
+    """endpoint.py, what `make p1-endpoint` runs, on a registered model of its own whose
+    versions are the first run's model: it serves @champion with the version in every
+    answer; the alias moves under a request loop and no request fails, each answered
+    by the old or the new version; a version it cannot check is refused, the old serves on."""
+    name = "p1-endpoint-test"
+    champion = stack.mlflow_get("registered-models/alias", name=MODEL, alias="champion")["model_version"]
+    stack.mlflow_post("registered-models/create", {"name": name})
+    model_id = champion["source"].removeprefix("models:/")  # MLflow 3: the logged model m-...
+    good = {"name": name, "source": champion["source"], "model_id": model_id, "run_id": champion["run_id"]}
+    v1, v2 = (stack.mlflow_post("model-versions/create", good)["model_version"]["version"] for _ in range(2))
+    # The same files, from a run that recorded no digest: they cannot be checked.
+    experiment = stack.mlflow_post("experiments/create", {"name": name})["experiment_id"]
+    unrecorded = stack.mlflow_post("runs/create", {"experiment_id": experiment})["run"]["info"]["run_id"]
+    stack.mlflow_post("registered-models/alias", {"name": name, "alias": "champion", "version": v1})
     port = free_port()
-    serve = ("mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion", "--env-manager", "local")
-    with stack.in_background(P1, *serve, "-h", "127.0.0.1", "-p", str(port)) as server:
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/ping"), 180, "answer on /ping", server)
-        rows = list(csv.DictReader(io.StringIO(RAW.read_text())))[:7]
-        columns = [c for c in rows[0] if c != "target"]
-        body = {"dataframe_split": {"columns": columns, "data": [[float(r[c]) for c in columns] for r in rows]}}
-        response = httpx.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=60)
-    assert response.status_code == 200, response.text
-    predictions = response.json()["predictions"]
-    assert len(predictions) == 7 and set(predictions) <= {0, 1}
-    # The first rows of the data set are malignant (0): a trained model agrees on most.
-    assert sum(p == int(r["target"]) for p, r in zip(predictions, rows, strict=True)) >= 6
+    base = f"http://127.0.0.1:{port}"
+    env = {"P1_MODEL_NAME": name, "P1_ENDPOINT_PORT": str(port), "P1_ENDPOINT_POLL_SECONDS": "0.2"}
+
+    def serving() -> str | None:
+        try:
+            return httpx.get(f"{base}/version", timeout=2).json()["version"]
+        except httpx.HTTPError:
+            return None
+
+    rows = list(csv.DictReader(io.StringIO(RAW.read_text())))[:7]
+    columns = [c for c in rows[0] if c != "target"]
+    body = {"dataframe_split": {"columns": columns, "data": [[float(r[c]) for c in columns] for r in rows]}}
+    one_row = {"dataframe_split": {"columns": columns, "data": body["dataframe_split"]["data"][:1]}}
+    answers: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def request_loop() -> None:
+        with httpx.Client(base_url=base, timeout=10) as http:
+            while not stop.is_set():
+                try:
+                    response = http.post("/invocations", json=one_row)
+                except httpx.HTTPError as exc:  # a failed request is an answer too: it must not happen
+                    answers.append((0, repr(exc)))
+                    continue
+                answers.append((response.status_code, response.headers.get("x-model-version", "")))
+
+    with stack.in_background(P1, "python", "endpoint.py", env=env) as server:
+        wait_for(lambda: serving() == v1, 180, f"serve version {v1}", server)
+        response = httpx.post(f"{base}/invocations", json=body, timeout=60)
+        assert response.status_code == 200 and response.headers["x-model-version"] == v1, response.text
+        predictions = response.json()["predictions"]
+        # The first rows of the data set are malignant (0): a trained model agrees on most.
+        assert sum(p == int(r["target"]) for p, r in zip(predictions, rows, strict=True)) >= 6
+        # The swap, under load.
+        loop = threading.Thread(target=request_loop)
+        loop.start()
+        try:
+            wait_for(lambda: len(answers) >= 20, 60, "answer the request loop", server)
+            stack.mlflow_post("registered-models/alias", {"name": name, "alias": "champion", "version": v2})
+            wait_for(lambda: serving() == v2, 120, f"serve version {v2}", server)
+            seen = len(answers)
+            wait_for(lambda: len(answers) >= seen + 20, 60, "answer after the swap", server)
+        finally:
+            stop.set()
+            loop.join(timeout=30)
+        assert {status for status, _ in answers} == {200}, [a for a in answers if a[0] != 200][:5]
+        assert {version for _, version in answers} == {v1, v2}
+        # A version that cannot be checked: refused, the old one serves on.
+        bad = {**good, "run_id": unrecorded}
+        v3 = stack.mlflow_post("model-versions/create", bad)["model_version"]["version"]
+        stack.mlflow_post("registered-models/alias", {"name": name, "alias": "champion", "version": v3})
+        wait_for(lambda: v3 in httpx.get(f"{base}/version", timeout=2).json()["refused"], 120, "refuse v3", server)
+        assert serving() == v2
+        response = httpx.post(f"{base}/invocations", json=body, timeout=60)
+        assert response.status_code == 200 and response.headers["x-model-version"] == v2
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert (
+        f"error: refused models:/{name}/{v3} (@champion): models:/{name}/{v3} (@champion) has no recorded digest"
+        in output
+    )
+    assert f"fix: move @champion to a version that loads; version {v2} keeps serving" in output
+    assert f"serving models:/{name}/{v2} (@champion), was {v1}" in output
 
 
 def _answers(url: str) -> bool:
