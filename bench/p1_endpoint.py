@@ -13,6 +13,7 @@ Prints one JSON line: {"promotion_s": [...], "serve": {server: {rows: {...}}}}.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -20,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,11 +42,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
+def wait(url: str, process: subprocess.Popen, log, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{process.args} exited: {process.stdout.read()[-2000:]}")
+            log.seek(0)
+            raise SystemExit(f"{process.args} exited: {log.read()[-2000:]}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -67,9 +70,13 @@ def load_test(url: str, payload: dict) -> dict:
     with httpx.Client(timeout=30) as http:
         end = time.perf_counter() + SECONDS
         while (start := time.perf_counter()) < end:
-            response = http.post(url, json=payload)
+            try:
+                ok = http.post(url, json=payload).status_code == 200
+            except httpx.HTTPError as exc:
+                print(f"{url}: {exc!r} after {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+                ok = False
             latencies.append(time.perf_counter() - start)
-            failed += response.status_code != 200
+            failed += not ok
     latencies.sort()
     return {
         "requests": len(latencies),
@@ -91,36 +98,15 @@ def promotion(client, base: str, version: str, one_row: dict) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
-    repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-    os.chdir(P1)
-    settings = load_settings()
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    champion = client.get_model_version_by_alias(settings.model_name, "champion")
-    if not client.search_registered_models(filter_string=f"name='{MODEL}'"):
-        client.create_registered_model(MODEL)
-    versions = [
-        client.create_model_version(MODEL, champion.source, run_id=champion.run_id, model_id=champion.model_id).version
-        for _ in range(2)
-    ]
-    client.set_registered_model_alias(MODEL, "champion", versions[0])
-    ports = {"endpoint.py": free_port(), "mlflow models serve": free_port()}
-    env = os.environ | {"P1_MODEL_NAME": MODEL, "P1_ENDPOINT_PORT": str(ports["endpoint.py"])}
-    env |= {"P1_ENDPOINT_POLL_SECONDS": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-    commands = {
-        "endpoint.py": [sys.executable, "endpoint.py"],
-        "mlflow models serve": [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion"]
-        + ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow models serve"])],
-    }
+def run_servers(client, commands, env, ports, logs, versions, repeat):
+    """Start both servers, measure them alternately, then the promotions; stop them."""
     servers = {
-        name: subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        name: subprocess.Popen(command, env=env, stdout=logs[name], stderr=subprocess.STDOUT, text=True)
         for name, command in commands.items()
     }
     try:
         for name, server in servers.items():
-            wait(f"http://127.0.0.1:{ports[name]}/ping", server)
+            wait(f"http://127.0.0.1:{ports[name]}/ping", server, logs[name])
         sizes = {1: body(1), 100: body(100)}
         serve: dict[str, dict[int, list[dict]]] = {name: {1: [], 100: []} for name in servers}
         for _ in range(repeat):  # alternately: neither server gets the quieter machine
@@ -133,6 +119,37 @@ def main() -> None:
         for server in servers.values():
             server.terminate()
             server.wait(timeout=30)
+    return promotion_s, serve
+
+
+def main() -> None:
+    repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    os.chdir(P1)
+    settings = load_settings()
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias(settings.model_name, "champion")
+    if not client.search_registered_models(filter_string=f"name='{MODEL}'"):
+        client.create_registered_model(MODEL)
+    model_id = champion.source.removeprefix("models:/")  # MLflow 3: the logged model m-...
+    versions = [
+        client.create_model_version(MODEL, champion.source, run_id=champion.run_id, model_id=model_id).version
+        for _ in range(2)
+    ]
+    client.set_registered_model_alias(MODEL, "champion", versions[0])
+    ports = {"endpoint.py": free_port(), "mlflow models serve": free_port()}
+    env = os.environ | {"P1_MODEL_NAME": MODEL, "P1_ENDPOINT_PORT": str(ports["endpoint.py"])}
+    env |= {"P1_ENDPOINT_POLL_SECONDS": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    commands = {
+        "endpoint.py": [sys.executable, "endpoint.py"],
+        "mlflow models serve": [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion"]
+        + ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow models serve"])],
+    }
+    # Their logs go to files: an unread pipe fills with access-log lines and stalls the server.
+    with contextlib.ExitStack() as files:
+        logs = {name: files.enter_context(tempfile.TemporaryFile("w+")) for name in commands}
+        promotion_s, serve = run_servers(client, commands, env, ports, logs, versions, repeat)
     print(json.dumps({"promotion_s": [round(s, 3) for s in promotion_s], "serve": serve, "seconds": SECONDS}))
 
 
