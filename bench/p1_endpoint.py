@@ -8,7 +8,8 @@ bench/run.py (the stack up, `make pattern-1` run: a champion exists):
   1-row and a 100-row request, of endpoint.py and of `mlflow models serve`
   on the same model, started side by side, measured alternately.
 
-Prints one JSON line: {"promotion_s": [...], "serve": {server: {rows: {...}}}}.
+Prints one JSON line: {"promotion_s": [...], "slowest_answer_s": [...] (the slowest
+answer during each swap), "serve": {server: {rows: [{...}, ...]}}, "seconds": ...}.
 """
 
 from __future__ import annotations
@@ -87,15 +88,23 @@ def load_test(url: str, payload: dict) -> dict:
     }
 
 
-def promotion(client, base: str, version: str, one_row: dict) -> float:
-    """Seconds from moving @champion to `version` until an answer comes from it."""
+def promotion(client, base: str, version: str, one_row: dict) -> tuple[float, float]:
+    """Seconds from moving @champion to `version` until an answer comes from it, and
+    the slowest answer meanwhile (the new version loads beside the old, which serves)."""
     t0 = time.perf_counter()
     client.set_registered_model_alias(MODEL, "champion", version)
+    slowest = 0.0
     with httpx.Client(timeout=30) as http:
-        while http.post(f"{base}/invocations", json=one_row).headers.get("x-model-version") != version:
+        while True:
+            start = time.perf_counter()
+            response = http.post(f"{base}/invocations", json=one_row)
+            slowest = max(slowest, time.perf_counter() - start)
+            if response.status_code != 200:
+                raise SystemExit(f"an answer during the swap was {response.status_code}: {response.text[:300]}")
+            if response.headers.get("x-model-version") == version:
+                return time.perf_counter() - t0, slowest
             if time.perf_counter() - t0 > 300:
                 raise SystemExit(f"version {version} did not answer within 300 s")
-    return time.perf_counter() - t0
 
 
 def run_servers(client, commands, env, ports, logs, versions, repeat):
@@ -115,11 +124,12 @@ def run_servers(client, commands, env, ports, logs, versions, repeat):
                     serve[name][rows].append(load_test(f"http://127.0.0.1:{ports[name]}/invocations", payload))
         base = f"http://127.0.0.1:{ports['endpoint.py']}"
         promotion_s = [promotion(client, base, versions[(i + 1) % 2], sizes[1]) for i in range(repeat)]
+        promotion_s, slowest_s = [p for p, _ in promotion_s], [w for _, w in promotion_s]
     finally:
         for server in servers.values():
             server.terminate()
             server.wait(timeout=30)
-    return promotion_s, serve
+    return promotion_s, slowest_s, serve
 
 
 def main() -> None:
@@ -149,8 +159,10 @@ def main() -> None:
     # Their logs go to files: an unread pipe fills with access-log lines and stalls the server.
     with contextlib.ExitStack() as files:
         logs = {name: files.enter_context(tempfile.TemporaryFile("w+")) for name in commands}
-        promotion_s, serve = run_servers(client, commands, env, ports, logs, versions, repeat)
-    print(json.dumps({"promotion_s": [round(s, 3) for s in promotion_s], "serve": serve, "seconds": SECONDS}))
+        promotion_s, slowest_s, serve = run_servers(client, commands, env, ports, logs, versions, repeat)
+    promotions = {"promotion_s": [round(s, 3) for s in promotion_s]}
+    promotions["slowest_answer_s"] = [round(s, 3) for s in slowest_s]
+    print(json.dumps(promotions | {"serve": serve, "seconds": SECONDS}))
 
 
 if __name__ == "__main__":

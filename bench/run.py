@@ -502,7 +502,10 @@ def endpoint_bench(measure: Measure, found: dict) -> None:
     """bench/p1_endpoint.py's figures: the promotion times as samples, the latency
     and throughput of each server and request size as notes (medians over the runs)."""
     measure.samples = found["promotion_s"]
-    measure.notes.append("endpoint.py polls @champion every second here (P1_ENDPOINT_POLL_SECONDS=1)")
+    measure.notes.append(
+        "endpoint.py polls @champion every second here (P1_ENDPOINT_POLL_SECONDS=1); the slowest answer "
+        f"during each swap, in s: {found['slowest_answer_s']}, none failed"
+    )
     for server, sizes in found["serve"].items():
         for rows, runs in sizes.items():
             p50, p99, rps = (statistics.median(r[k] for r in runs) for k in ("p50_ms", "p99_ms", "rps"))
