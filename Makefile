@@ -365,6 +365,10 @@ bench-compose: _uv ## Benchmark the compose tier: `make up STACK=compose` to hea
 bench-p4-image: _uv ## Pattern 4's cycle side by side: source, image on a cached base, image from nothing (Docker)
 	$(UV) run --locked --project $(ROOT) python $(ROOT)/bench/p4_image.py
 
+.PHONY: _p1-endpoint-bench
+_p1-endpoint-bench: _uv
+	@cd $(P1) && $(UV) run --locked python $(ROOT)/bench/p1_endpoint.py $(or $(BENCH_REPEAT),3)
+
 .PHONY: _p3-overhead
 _p3-overhead: p3-workers
 	@cd $(P3) && $(UV) run --locked python $(ROOT)/bench/p3_overhead.py $(or $(BENCH_REPEAT),3)

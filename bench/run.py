@@ -11,7 +11,10 @@ What is timed (each a whole `make` command, wall clock, uv and make included):
    stopped; then `make down`.
 3. warm `make pattern-1`: with the stack up and one untimed warm-up run done, so
    the timed runs take the idempotent path (the `decision=` of each run's
-   `Result:` line is recorded and reported).
+   `Result:` line is recorded and reported). Then bench/p1_endpoint.py:
+   pattern 1's live endpoint, from moving @champion to the first answer of
+   the new version, and its latency and throughput for a 1-row and a 100-row
+   request beside `mlflow models serve` on the same model (reported, no target).
 4. warm `make pattern-2`: one untimed warm-up run, then runs on new logical
    dates, so the KFP pipeline really executes each time (target 45 s).
 5. warm `make pattern-3`: a 4-way fan-out on 2 workers, after one untimed
@@ -386,6 +389,9 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
     warm = Measure("stack_warm_start", "local stack warm start (`make up`, stopped)", target_s=20.0)
     down = Measure("stack_down", "local stack stop (`make down`)")
     p1 = Measure("pattern1_warm", "warm `make pattern-1`", target_s=30.0)
+    p1_promotion = Measure(
+        "pattern1_promotion_to_answer", "pattern 1: @champion moved, to the first answer of the new version"
+    )
     p2 = Measure("pattern2_warm", "warm `make pattern-2` (new logical date: the pipeline runs)", target_s=45.0)
     p3 = Measure("pattern3_warm", "warm `make pattern-3` (4-way fan-out on 2 workers)", target_s=60.0)
     p3_direct = Measure("pattern3_metaflow_direct", "pattern 3: one Metaflow run directly (`trainflow.py run`)")
@@ -433,6 +439,9 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
         decisions.append(_decision(output))
         _split(p1, matrix.split_p1, bench.env(bench.state_dir), _result(output), seconds)
         print(f"  run {i + 1}/{n}: {seconds:6.1f} s  decision={decisions[-1]}", flush=True)
+    print(f"  live endpoint: {n} promotion(s), and latency beside `mlflow models serve`", flush=True)
+    _, output = bench.make("_p1-endpoint-bench", f"BENCH_REPEAT={n}")
+    endpoint_bench(p1_promotion, json.loads(output.strip().splitlines()[-1]))
     print(f"4/9 warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each a new logical date", flush=True)
     warmup2_s, output = bench.make("pattern-2", "ARGS=--date 2026-01-01")
     print(f"  warm-up (untimed): {warmup2_s:6.1f} s  reused={_field(output, 'reused')}", flush=True)
@@ -486,7 +495,26 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
         down.notes.append(
             f"ports took up to {max(port_waits):.1f} s to become bindable again after `make down` (untimed wait)"
         )
-    return [cold, warm, p1, p2, p3, p3_direct, p3_deployed, p4, down]
+    return [cold, warm, p1, p1_promotion, p2, p3, p3_direct, p3_deployed, p4, down]
+
+
+def endpoint_bench(measure: Measure, found: dict) -> None:
+    """bench/p1_endpoint.py's figures: the promotion times as samples, the latency
+    and throughput of each server and request size as notes (medians over the runs)."""
+    measure.samples = found["promotion_s"]
+    measure.notes.append(
+        "endpoint.py polls @champion every second here (P1_ENDPOINT_POLL_SECONDS=1); the slowest answer "
+        f"during each swap, in s: {found['slowest_answer_s']}, none failed"
+    )
+    for server, sizes in found["serve"].items():
+        for rows, runs in sizes.items():
+            p50, p99, rps = (statistics.median(r[k] for r in runs) for k in ("p50_ms", "p99_ms", "rps"))
+            failed = sum(r["failed"] for r in runs)
+            measure.notes.append(
+                f"{server}, {rows}-row request, one client on loopback: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+                f"{rps:.0f} requests/s, {failed} failed (median of {len(runs)} runs of {found['seconds']:.0f} s)"
+            )
+    print(f"  promotion to first answer: {found['promotion_s']} s", flush=True)
 
 
 def compare(bench: Bench, compared: dict[str, object]) -> None:

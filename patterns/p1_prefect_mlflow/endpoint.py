@@ -101,10 +101,9 @@ def load(model_name: str, version: str) -> Loaded:
     from mlflow.pyfunc import scoring_server
 
     with tempfile.TemporaryDirectory() as tmp:
-        # verified_copy reads the alias again: the version it returns is the one loaded.
-        loaded_version, local = integrity.verified_copy(model_name, "champion", Path(tmp))
+        _, local = integrity.verified_copy(model_name, "champion", Path(tmp), version=version)
         app = scoring_server.init(mlflow.pyfunc.load_model(str(local)))
-    return Loaded(loaded_version, app)
+    return Loaded(version, app)
 
 
 def follow_once(endpoint: Endpoint, client: MlflowClient) -> None:

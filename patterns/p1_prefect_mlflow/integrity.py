@@ -37,13 +37,17 @@ def record(model_uri: str) -> str:
     return digest
 
 
-def verified_copy(model_name: str, alias: str, dst: Path) -> tuple[str, Path]:
-    """(version, local folder) of `models:/NAME@ALIAS`, if its files are the ones its
-    training run recorded; load the model from that folder, not from the store."""
+def verified_copy(model_name: str, alias: str, dst: Path, version: str | None = None) -> tuple[str, Path]:
+    """(version, local folder) of `models:/NAME@ALIAS` (or of that `version`, named
+    by the alias), if its files are the ones its training run recorded; load the
+    model from that folder, not from the store."""
     client = MlflowClient()
-    version = client.get_model_version_by_alias(model_name, alias)
-    recorded = client.get_run(version.run_id).data.tags.get(DIGEST_TAG) if version.run_id else None
-    uri = f"models:/{model_name}/{version.version}"
+    if version is None:
+        found = client.get_model_version_by_alias(model_name, alias)
+    else:
+        found = client.get_model_version(model_name, version)
+    recorded = client.get_run(found.run_id).data.tags.get(DIGEST_TAG) if found.run_id else None
+    uri = f"models:/{model_name}/{found.version}"
     if not recorded:
         raise P1Error(
             f"{uri} (@{alias}) has no recorded digest ({DIGEST_TAG}): its files cannot be checked",
@@ -58,4 +62,4 @@ def verified_copy(model_name: str, alias: str, dst: Path) -> tuple[str, Path]:
             f"sha256 {actual[:16]}... != {recorded[:16]}... (changed in the artifact store)",
             f"nothing was loaded or served from it; restore them, or move @{alias} to another version",
         )
-    return version.version, local
+    return found.version, local

@@ -96,7 +96,8 @@ def test_the_live_endpoint_serves_the_champion_and_follows_it(stack: Stack, firs
     """endpoint.py, what `make p1-endpoint` runs, on a registered model of its own whose
     versions are the first run's model: it serves @champion with the version in every
     answer; the alias moves under a request loop and no request fails, each answered
-    by the old or the new version; a version it cannot check is refused, the old serves on."""
+    by the old or the new version; a version it cannot check is refused, the old serves on;
+    restarted, it serves the current champion again."""
     name = "p1-endpoint-test"
     champion = stack.mlflow_get("registered-models/alias", name=MODEL, alias="champion")["model_version"]
     stack.mlflow_post("registered-models/create", {"name": name})
@@ -171,6 +172,12 @@ def test_the_live_endpoint_serves_the_champion_and_follows_it(stack: Stack, firs
     )
     assert f"fix: move @champion to a version that loads; version {v2} keeps serving" in output
     assert f"serving models:/{name}/{v2} (@champion), was {v1}" in output
+    # Restarted (supervisord restarts it when it dies), it comes back on the current champion.
+    stack.mlflow_post("registered-models/alias", {"name": name, "alias": "champion", "version": v2})
+    with stack.in_background(P1, "python", "endpoint.py", env=env) as server:
+        wait_for(lambda: serving() == v2, 180, f"serve version {v2} after a restart", server)
+        response = httpx.post(f"{base}/invocations", json=one_row, timeout=60)
+        assert response.status_code == 200 and response.headers["x-model-version"] == v2
 
 
 def _answers(url: str) -> bool:
