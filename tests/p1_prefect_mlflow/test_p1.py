@@ -118,7 +118,7 @@ def test_the_live_endpoint_serves_the_champion_and_follows_it(stack: Stack, firs
         except httpx.HTTPError:
             return None
 
-    rows = list(csv.DictReader(io.StringIO(RAW.read_text())))[:7]
+    rows = _raw_rows()[:7]
     columns = [c for c in rows[0] if c != "target"]
     body = {"dataframe_split": {"columns": columns, "data": [[float(r[c]) for c in columns] for r in rows]}}
     one_row = {"dataframe_split": {"columns": columns, "data": body["dataframe_split"]["data"][:1]}}
