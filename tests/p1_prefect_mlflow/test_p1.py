@@ -393,21 +393,118 @@ def test_bad_parameter(stack: Stack, first_run: dict[str, str]) -> None:
     assert _snapshot(stack) == before
 
 
-# ---- scheduled retraining -------------------------------------------------------------
-def test_served_deployment_has_schedule_and_runs(stack: Stack, first_run: dict[str, str]) -> None:
-    """`python flow.py serve`: a deployment with a cron schedule whose runs this
-    process executes. Trigger one run now instead of waiting for the cron tick."""
-    cron = "0 3 * * *"
-    with stack.in_background(P1, "python", "flow.py", "serve", "--cron", cron) as server:
+# ---- the loop: events retrain, the endpoint follows -------------------------------------
+LOOP_MODEL = "p1-loop-test"  # a model and experiment of its own: the tests above keep v1 as champion
+
+
+def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, first_run: dict[str, str]) -> None:
+    """`make pattern-1-loop` as a user runs it: p1-retrain (cron + triggers) and the endpoint
+    under the stack's supervisord; each retraining is a flow run the deployment's trigger
+    created, on the data version its event named, and the endpoint answers with the champion.
+    Then the same new data published twice (one training), and an event naming a data
+    version that does not exist (a failed run that says so, nothing registered)."""
+    env = {
+        "P1_MODEL_NAME": LOOP_MODEL,
+        "P1_EXPERIMENT_NAME": LOOP_MODEL,
+        "P1_ENDPOINT_PORT": str(free_port()),
+        "P1_ENDPOINT_POLL_SECONDS": "0.5",
+    }
+    batches = P1 / "data" / "batches"
+    before = set(batches.iterdir())
+    try:
+        done = stack.make("pattern-1-loop", env=env)
+        assert done.returncode == 0, done.output
+        loop = parse_result(done.stdout)
+        first = stack.alias_version(LOOP_MODEL, "champion")
+        runs = {r["info"]["run_id"]: r for r in stack.runs(LOOP_MODEL)}
+
+        # The deployment: the cron schedule stays, next to one trigger per event.
         by_name = {"deployments": {"name": {"any_": ["p1-retrain"]}}}
-        deployment = wait_for(lambda: stack.prefect_post("deployments/filter", by_name), 180, "deployment", server)[0]
-        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [cron]
-        assert all(s["active"] for s in deployment["schedules"])
-        versions_before = stack.model_versions(MODEL)
+        deployment = stack.prefect_post("deployments/filter", by_name)[0]
+        assert [(s["schedule"]["cron"], s["active"]) for s in deployment["schedules"]] == [("0 3 * * *", True)]
+        automations = stack.prefect_get(f"automations/related-to/prefect.deployment.{deployment['id']}")
+        assert sorted(a["trigger"]["expect"][0] for a in automations) == ["p1.data.published", "p1.drift.detected"]
 
-        flow_run = stack.prefect_post(f"deployments/{deployment['id']}/create_flow_run", {})
+        def triggered(flow_run_id: str, event: str, batch: str) -> dict:
+            """The run the trigger made from `event`, on `batch`'s version: its MLflow training run."""
+            flow_run = stack.prefect_get(f"flow_runs/{flow_run_id}")
+            assert flow_run["deployment_id"] == deployment["id"] and flow_run["state_type"] == "COMPLETED"
+            assert flow_run["created_by"]["type"] == "AUTOMATION", flow_run["created_by"]  # not this test
+            md5 = yaml.safe_load((batches / f"{batch}.csv.dvc").read_text())["outs"][0]["md5"]
+            assert flow_run["parameters"] == {
+                "data_file": f"data/batches/{batch}.csv",
+                "data_md5": md5,
+                "trigger_event": event,
+            }
+            trained = [r for r in runs.values() if tags(r["data"]).get("prefect_flow_run_id") == flow_run_id]
+            assert len(trained) == 1 and tags(trained[0]["data"])["dvc_data_md5"] == md5
+            assert tags(trained[0]["data"])["p1.trigger_event"] == event
+            return trained[0]
 
-        state = stack.final_flow_run(flow_run["id"], "final state of the deployment run", process=server)["state"]
-    assert state["type"] == "COMPLETED", state
-    # Same data, same parameters: the scheduled run reuses, registers nothing.
-    assert stack.model_versions(MODEL) == versions_before
+        (n,) = {p.name.split("-")[1] for p in set(batches.iterdir()) - before}  # this run's loop-N-*
+        triggered(loop["data_run"], loop["data_event"], f"loop-{n}-fresh")
+        drift_trained = triggered(loop["drift_run"], loop["drift_event"], f"loop-{n}-shifted")
+        assert loop["data_event"].startswith("p1.data.published:")
+        assert loop["drift_event"].startswith("p1.drift.detected:")
+        assert float(loop["calm_drift"]) < 0.5 <= float(loop["drift_share"])
+        # The recalibrated batch beats the champion trained on the old scale; the endpoint follows.
+        assert loop["drift_decision"] == "promoted" and loop["champion"] == loop["endpoint"] == first
+        assert tags(drift_trained["data"])["p1.model_version"] == first
+        # The drift reports: one MLflow run per scoring, with Evidently's HTML.
+        reports = [r for r in runs.values() if tags(r["data"]).get("p1.kind") == "drift"]
+        assert sorted(tags(r["data"])["p1.drift_detected"] for r in reports) == ["false", "true"]
+        for report in reports:
+            listed = stack.mlflow_get("artifacts/list", run_id=report["info"]["run_id"], path="drift")
+            assert [f["path"] for f in listed["files"]] == ["drift/report.html"]
+
+        # New data published twice, at once: two triggered runs, one training; promoted
+        # (the champion knows only the x1.5 scale), and the endpoint answers with it.
+        bogus = "0" * 32
+        publish = "python data.py publish --batch twice --seed 9"
+        emit_bogus = (
+            "import events, settings; settings.load_settings(); "
+            f"print(events.emit(events.DATA_PUBLISHED, 'data/batches/twice.csv', '{bogus}'))"
+        )
+        both = stack.in_env(P1, "sh", "-c", f'{publish} && {publish} && python -c "{emit_bogus}"', env=env)
+        assert both.returncode == 0, both.output
+        twice_md5 = yaml.safe_load((batches / "twice.csv.dvc").read_text())["outs"][0]["md5"]
+
+        def runs_on(md5: str, count: int) -> list[dict]:
+            flow_runs = stack.prefect_post("flow_runs/filter", {"deployments": {"id": {"any_": [deployment["id"]]}}})
+            found = [r for r in flow_runs if r["parameters"].get("data_md5") == md5]
+            final = [r for r in found if r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")]
+            return final if len(final) == count else []
+
+        twice = wait_for(lambda: runs_on(twice_md5, 2), 240, "two runs on the twice-published data")
+        assert [r["state_type"] for r in twice] == ["COMPLETED", "COMPLETED"]
+        trained = [r for r in stack.runs(LOOP_MODEL) if tags(r["data"]).get("dvc_data_md5") == twice_md5]
+        assert len(trained) == 1, "the same data version, twice: one training"
+        promoted = tags(trained[0]["data"])["p1.model_version"]
+        assert promoted == stack.alias_version(LOOP_MODEL, "champion") != first
+        port = env["P1_ENDPOINT_PORT"]
+        wait_for(lambda: _serving(port) == promoted, 120, f"the endpoint on v{promoted}")
+        row = _raw_rows()[0]
+        columns = [c for c in row if c != "target"]
+        one_row = {"dataframe_split": {"columns": columns, "data": [[float(row[c]) for c in columns]]}}
+        response = httpx.post(f"http://127.0.0.1:{port}/invocations", json=one_row, timeout=30)
+        assert response.status_code == 200 and response.headers["x-model-version"] == promoted
+
+        # An event naming a version that does not exist: a failed run that names it.
+        versions = stack.model_versions(LOOP_MODEL)
+        failed = wait_for(lambda: runs_on(bogus, 1), 120, "the run on a data version that does not exist")[0]
+        assert failed["state_type"] == "FAILED"
+        assert f"data version {bogus} was asked for, but" in failed["state"]["message"]
+        assert "twice.csv.dvc names " + twice_md5 in failed["state"]["message"]
+        assert stack.model_versions(LOOP_MODEL) == versions and _serving(port) == promoted
+    finally:
+        for program in ("p1-retrain", "p1-endpoint"):
+            stack.stack_py("remove", program)
+        for path in set(batches.iterdir()) - before:
+            path.unlink()
+
+
+def _serving(port: str) -> str | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/version", timeout=2).json()["version"]
+    except httpx.HTTPError:
+        return None
