@@ -196,6 +196,20 @@ def data_version(path: Path) -> DataVersion:
     return DataVersion(path=path, pointer=pointer, md5=md5, dvc_root=dvc_root_of(path))
 
 
+def resolve(data_file: str | None, data_md5: str | None, settings: P1Settings) -> DataVersion:
+    """The version to train on or score: `data_file` (relative paths are this
+    folder's, as events carry them; none: P1_DATA_FILE), and when `data_md5`
+    is given (an event names it) exactly that version, or an error."""
+    version = data_version(PATTERN_DIR / data_file if data_file else settings.data_file)
+    if data_md5 and data_md5 != version.md5:
+        raise P1Error(
+            f"data version {data_md5} was asked for, but {version.pointer} names {version.md5}",
+            f"publish that version of {version.path.name} again (`python data.py publish`), "
+            "or ask for the version the pointer names",
+        )
+    return version
+
+
 def remote_url(version: DataVersion, settings: P1Settings) -> str:
     """The URL of the DVC project's default remote, e.g. s3://dvc/p1_prefect_mlflow."""
     repo = open_repo(version.dvc_root, settings)

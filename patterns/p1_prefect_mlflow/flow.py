@@ -1,19 +1,19 @@
 """Pattern 1: Prefect orchestrates, MLflow tracks and registers, DVC versions data.
 
 Who owns what (the guide's advice, kept strictly):
-- Prefect owns the schedule and run state: this flow, its tasks, retries, the
-  training slot, the deployment's cron schedule (deploy.py) and the summary
-  artifact (report.py).
+- Prefect owns the schedule, the events and run state: these flows, their
+  tasks, retries, the training slot, the deployment's cron schedule and its
+  triggers on new data and drift (deploy.py, events.py), the artifacts (report.py).
 - MLflow owns experiments and models: params, metrics, plots, the logged
-  model, the registry and the `champion` alias (model.py), and the scoring
-  server the deploy step uses (serving.py).
-- DVC owns the data version: the md5 in the committed `.dvc` pointer (data.py).
+  model, the registry and the `champion` alias (model.py), the scoring server
+  (serving.py; endpoint.py keeps one serving `champion`) and the drift reports.
+- DVC owns the data version: the md5 in the `.dvc` pointer (data.py).
+- Evidently measures drift: a scored batch against the champion's training data (drift.py).
 
-The loop: new data (`python data.py publish --batch NAME`) emits an event and
-the deployment's trigger retrains on that data version; `python flow.py score`
-scores a batch with the champion and, when the batch has drifted from the
-champion's training data (drift.py), emits the event that retrains on it
-(events.py). The endpoint (endpoint.py) follows `champion` wherever it moves.
+The loop: new data (`python data.py publish --batch NAME`) emits an event, and
+the deployment's trigger retrains on exactly that data version; `python flow.py
+score` scores a batch with the champion and, if the batch drifted, emits the
+event that retrains on it. The champion gate decides each time; the endpoint follows.
 
     python flow.py                 train once (parameters: --help)
     python flow.py serve           deployment p1-retrain: a cron schedule and the two event triggers
@@ -26,7 +26,6 @@ The run ends with a summary and one stable line for scripts and tests:
 import contextlib
 import hashlib
 import json
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -35,7 +34,6 @@ from typing import Annotated, Any
 import httpx
 import mlflow
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger, runtime, task
 from pydantic import Field
 
@@ -45,10 +43,10 @@ import events
 import integrity
 from checks import check_mlflow, check_s3, validate
 from errors import P1Error
-from model import METRICS, evaluate_against_champion, preprocess, register_and_promote, train
-from report import Outcome, Scoring, add_links, publish_scoring, publish_summary
+from model import METRICS, champion_version, evaluate_against_champion, preprocess, register_and_promote, train
+from report import Outcome, Scoring, add_links, git_commit, lineage_tags, publish_scoring, publish_summary
 from serving import serve_and_score
-from settings import PATTERN_DIR, P1Settings, load_settings
+from settings import P1Settings, load_settings
 
 # ## The flows
 DataFile = Annotated[
@@ -74,7 +72,7 @@ def training_flow(
     settings = load_settings()
     params = dict(n_estimators=n_estimators, max_depth=max_depth, test_size=test_size, random_state=random_state)
     check_mlflow(settings)
-    version = resolve_data_version(data_path(data_file, settings), data_md5)
+    version = resolve_data_version(data_file, data_md5, settings)
     check_s3(settings, version)
 
     outcome = Outcome(
@@ -104,7 +102,7 @@ def training_flow(
 def scoring_flow(data_file: DataFile = None, data_md5: DataMd5 = None) -> dict:
     settings = load_settings()
     check_mlflow(settings)
-    version = resolve_data_version(data_path(data_file, settings), data_md5)
+    version = resolve_data_version(data_file, data_md5, settings)
     check_s3(settings, version)
     flow_run = str(runtime.flow_run.id or "")
     scoring = Scoring(data_file=data.relative_name(version.path), data_md5=version.md5, prefect_flow_run_id=flow_run)
@@ -118,16 +116,6 @@ def scoring_flow(data_file: DataFile = None, data_md5: DataMd5 = None) -> dict:
         scoring.event = str(events.emit(events.DRIFT_DETECTED, scoring.data_file, version.md5, drift_share=found.share))
     publish_scoring(settings, scoring)
     return asdict(scoring)
-
-
-def champion_version(settings: P1Settings) -> str:
-    try:
-        return MlflowClient().get_model_version_by_alias(settings.model_name, "champion").version
-    except MlflowException as exc:
-        raise P1Error(
-            f"registered model {settings.model_name!r} has no 'champion' alias to deploy",
-            "set it in the MLflow UI (model > version > aliases), or retrain with other parameters or data",
-        ) from exc
 
 
 # ## Train once per data version and parameters
@@ -231,59 +219,17 @@ def training_slot(key: str, timeout: float):
         ) from exc
 
 
-# ## Data version and lineage
-def data_path(data_file: str | None, settings: P1Settings) -> Path:
-    """A relative path is this folder's (events carry those); none: P1_DATA_FILE."""
-    return PATTERN_DIR / data_file if data_file else settings.data_file
-
-
+# ## Data version
 @task
-def resolve_data_version(data_file: Path, data_md5: str | None = None) -> data.DataVersion:
-    version = data.data_version(data_file)
-    if data_md5 and data_md5 != version.md5:
-        raise P1Error(
-            f"data version {data_md5} was asked for, but {version.pointer} names {version.md5}",
-            f"publish that version of {version.path.name} again (`python data.py publish`), "
-            "or ask for the version the pointer names",
-        )
+def resolve_data_version(data_file: str | None, data_md5: str | None, settings: P1Settings) -> data.DataVersion:
+    version = data.resolve(data_file, data_md5, settings)
     get_run_logger().info("Data version (DVC md5) %s from %s", version.md5, version.pointer)
     return version
-
-
-def lineage_tags(version: data.DataVersion, commit: str, flow_run: str, event: str | None = None) -> dict[str, str]:
-    """What every MLflow run and model version of this pattern is tagged with."""
-    tags = {
-        "git_commit": commit,
-        "dvc_data_md5": version.md5,
-        "dvc_data_path": data.relative_name(version.path),
-        "prefect_flow_run_id": flow_run,
-    }
-    return {**tags, "p1.trigger_event": event} if event else tags
 
 
 @task(retries=2, retry_delay_seconds=2)
 def fetch_data(version: data.DataVersion, settings: P1Settings) -> Path:
     return data.pull(version, settings)
-
-
-def git_commit() -> str:
-    """The commit of the code that runs (`-dirty` when this folder has
-    uncommitted changes), or 'none (not a git checkout)'."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PATTERN_DIR, capture_output=True, text=True, check=True, timeout=30
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."],
-            cwd=PATTERN_DIR,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "none (not a git checkout)"
-    return f"{sha}-dirty" if dirty else sha
 
 
 if __name__ == "__main__":

@@ -4,14 +4,16 @@ summary for people, one stable `Result:` line for scripts and tests)."""
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+import data
 from drift import Drift
-from settings import P1Settings
+from settings import PATTERN_DIR, P1Settings
 
 
 @dataclass
@@ -35,6 +37,38 @@ class Outcome:
     mlflow_run_url: str = ""
     model_url: str = ""
     prefect_flow_run_url: str = ""
+
+
+# ## Lineage: what every MLflow run and model version is tagged with
+def lineage_tags(version: data.DataVersion, commit: str, flow_run: str, event: str | None = None) -> dict[str, str]:
+    tags = {
+        "git_commit": commit,
+        "dvc_data_md5": version.md5,
+        "dvc_data_path": data.relative_name(version.path),
+        "prefect_flow_run_id": flow_run,
+    }
+    return {**tags, "p1.trigger_event": event} if event else tags
+
+
+def git_commit() -> str:
+    """The commit of the code that runs (`-dirty` when this folder has
+    uncommitted changes; derived batches, data/batches, are data, not code),
+    or 'none (not a git checkout)'."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PATTERN_DIR, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", ".", ":(exclude)data/batches"],
+            cwd=PATTERN_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "none (not a git checkout)"
+    return f"{sha}-dirty" if dirty else sha
 
 
 def add_links(outcome: Outcome, settings: P1Settings, experiment_id: str) -> None:
