@@ -450,6 +450,10 @@ def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, 
         # The recalibrated batch beats the champion trained on the old scale; the endpoint follows.
         assert loop["drift_decision"] == "promoted" and loop["champion"] == loop["endpoint"] == first
         assert tags(drift_trained["data"])["p1.model_version"] == first
+        traced = stack.make("lineage", env={"ID": drift_trained["info"]["run_id"]})
+        assert traced.returncode == 0, traced.output
+        assert f"was started by the Prefect event {loop['drift_event']}" in traced.stdout
+        assert f"data/batches/loop-{n}-shifted.csv.dvc (a derived batch's pointer" in traced.stdout
         # The drift reports: one MLflow run per scoring, with Evidently's HTML.
         reports = [r for r in runs.values() if tags(r["data"]).get("p1.kind") == "drift"]
         assert sorted(tags(r["data"])["p1.drift_detected"] for r in reports) == ["false", "true"]
