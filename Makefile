@@ -381,6 +381,10 @@ bench-p4-image: _uv ## Pattern 4's cycle side by side: source, image on a cached
 _p1-endpoint-bench: _uv
 	@cd $(P1) && $(UV) run --locked python $(ROOT)/bench/p1_endpoint.py $(or $(BENCH_REPEAT),3)
 
+.PHONY: _p1-events-bench
+_p1-events-bench: _uv
+	@cd $(P1) && $(UV) run --locked python $(ROOT)/bench/p1_events.py $(or $(BENCH_REPEAT),3)
+
 .PHONY: _p3-overhead
 _p3-overhead: p3-workers
 	@cd $(P3) && $(UV) run --locked python $(ROOT)/bench/p3_overhead.py $(or $(BENCH_REPEAT),3)
