@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_event": data_event,
         "data_run": first["prefect_flow_run"],
         "data_decision": first["decision"],
+        "data_endpoint": first_answer,
         "calm_drift": calm["drift"]["share"],
         "drift_share": shifted["drift"]["share"],
         "drift_event": shifted["event"],

@@ -415,7 +415,10 @@ def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, 
         done = stack.make("pattern-1-loop", env=env)
         assert done.returncode == 0, done.output
         loop = parse_result(done.stdout)
-        first = stack.alias_version(LOOP_MODEL, "champion")
+        after_loop = stack.alias_version(LOOP_MODEL, "champion")
+        # New data like the bundled set, against a champion trained on the bundled rows
+        # (which it has seen): the weaker candidate is kept out, the endpoint stays on v1.
+        assert (loop["data_decision"], loop["data_endpoint"]) == ("kept-champion", "1"), done.stdout[-3000:]
         runs = {r["info"]["run_id"]: r for r in stack.runs(LOOP_MODEL)}
 
         # The deployment: the cron schedule stays, next to one trigger per event.
@@ -448,8 +451,8 @@ def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, 
         assert loop["drift_event"].startswith("p1.drift.detected:")
         assert float(loop["calm_drift"]) < 0.5 <= float(loop["drift_share"])
         # The recalibrated batch beats the champion trained on the old scale; the endpoint follows.
-        assert loop["drift_decision"] == "promoted" and loop["champion"] == loop["endpoint"] == first
-        assert tags(drift_trained["data"])["p1.model_version"] == first
+        assert loop["drift_decision"] == "promoted" and loop["champion"] == loop["endpoint"] == after_loop
+        assert tags(drift_trained["data"])["p1.model_version"] == after_loop
         traced = stack.make("lineage", env={"ID": drift_trained["info"]["run_id"]})
         assert traced.returncode == 0, traced.output
         assert f"was started by the Prefect event {loop['drift_event']}" in traced.stdout
@@ -484,7 +487,7 @@ def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, 
         trained = [r for r in stack.runs(LOOP_MODEL) if tags(r["data"]).get("dvc_data_md5") == twice_md5]
         assert len(trained) == 1, "the same data version, twice: one training"
         promoted = tags(trained[0]["data"])["p1.model_version"]
-        assert promoted == stack.alias_version(LOOP_MODEL, "champion") != first
+        assert promoted == stack.alias_version(LOOP_MODEL, "champion") != after_loop
         port = env["P1_ENDPOINT_PORT"]
         wait_for(lambda: _serving(port) == promoted, 120, f"the endpoint on v{promoted}")
         row = _raw_rows()[0]
@@ -499,6 +502,7 @@ def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, 
         assert failed["state_type"] == "FAILED"
         assert f"data version {bogus} was asked for, but" in failed["state"]["message"]
         assert "twice.csv.dvc names " + twice_md5 in failed["state"]["message"]
+        assert "Fix: publish that version of twice.csv again" in failed["state"]["message"]
         assert stack.model_versions(LOOP_MODEL) == versions and _serving(port) == promoted
     finally:
         for program in ("p1-retrain", "p1-endpoint"):
