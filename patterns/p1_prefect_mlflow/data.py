@@ -298,6 +298,13 @@ def publish_new(path: Path, settings: P1Settings) -> DataVersion:
     return version
 
 
+def announce(version: DataVersion) -> str:
+    """Emit `p1.data.published` for a pushed version: p1-retrain's trigger trains on it."""
+    emitted = events.emit(events.DATA_PUBLISHED, relative_name(version.path), version.md5)
+    print(f"event {emitted.name} id={emitted.id} data_md5={version.md5}")
+    return str(emitted)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Pattern 1 data: export, version, push; new data emits an event.")
     parser.add_argument("command", choices=["publish", "version"])
@@ -325,8 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                 derive_batch(path, args.seed, args.shift)
             version = publish_new(path, settings)
             if not args.no_event:
-                emitted = events.emit(events.DATA_PUBLISHED, relative_name(version.path), version.md5)
-                print(f"event {emitted.name} id={emitted.id} data_md5={version.md5}")
+                announce(version)
     except P1Error as exc:
         print(exc.render(), file=sys.stderr)
         return 1

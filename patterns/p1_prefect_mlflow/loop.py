@@ -51,8 +51,7 @@ def publish(settings: P1Settings, batch: str, seed: int, shift: float, event: bo
     path = data.BATCHES / f"{batch}.csv"
     data.derive_batch(path, seed, shift)
     version = data.publish_new(path, settings)
-    name = data.relative_name(version.path)
-    return name, version.md5, str(events.emit(events.DATA_PUBLISHED, name, version.md5)) if event else ""
+    return data.relative_name(version.path), version.md5, data.announce(version) if event else ""
 
 
 def triggered_run(settings: P1Settings, event: str, timeout: float) -> dict[str, str]:
