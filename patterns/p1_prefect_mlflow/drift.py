@@ -56,7 +56,8 @@ def reference_of(settings: P1Settings, champion_version: str) -> pd.DataFrame:
             raise P1Error(
                 f"the champion {settings.model_name} v{champion_version} (run {run_id}) has no {REFERENCE} "
                 "to compare a batch with: it was trained before drift checks",
-                "train a model that logs one (any training run now does) and make it champion",
+                'train one that logs it (every training run does now), e.g. `make pattern-1 ARGS="--random-state 1"`, '
+                "and make it champion (the gate promotes only a better model; the MLflow UI moves the alias)",
             ) from exc
         return pd.read_csv(path)
 

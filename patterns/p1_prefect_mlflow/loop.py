@@ -130,8 +130,15 @@ def endpoint_on_champion(settings: P1Settings, row_from: str, timeout: float) ->
 
 
 def preflight(settings: P1Settings) -> None:
+    """What the loop needs before it publishes anything: the endpoint, the deployment with
+    both triggers, and a champion whose training data a drift check can compare with."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
+
+    import drift
+    from model import champion_version
+
+    drift.reference_of(settings, champion_version(settings))
 
     try:
         httpx.get(f"http://127.0.0.1:{settings.endpoint_port}/version", timeout=5).raise_for_status()

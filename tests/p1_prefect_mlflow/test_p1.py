@@ -394,32 +394,25 @@ def test_bad_parameter(stack: Stack, first_run: dict[str, str]) -> None:
 
 
 # ---- the loop: events retrain, the endpoint follows -------------------------------------
-LOOP_MODEL = "p1-loop-test"  # a model and experiment of its own: the tests above keep v1 as champion
-
-
 def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, first_run: dict[str, str]) -> None:
     """`make pattern-1-loop` as a user runs it: p1-retrain (cron + triggers) and the endpoint
     under the stack's supervisord; each retraining is a flow run the deployment's trigger
     created, on the data version its event named, and the endpoint answers with the champion.
-    Then the same new data published twice (one training), and an event naming a data
-    version that does not exist (a failed run that says so, nothing registered)."""
-    env = {
-        "P1_MODEL_NAME": LOOP_MODEL,
-        "P1_EXPERIMENT_NAME": LOOP_MODEL,
-        "P1_ENDPOINT_PORT": str(free_port()),
-        "P1_ENDPOINT_POLL_SECONDS": "0.5",
-    }
+    Then one new data version announced twice (one training), and an event naming a data
+    version that does not exist (a failed run that says so, nothing registered).
+    It moves p1-breast-cancer@champion: it runs after the tests that read v1 as champion."""
+    env = {"P1_ENDPOINT_PORT": str(free_port()), "P1_ENDPOINT_POLL_SECONDS": "0.5"}
     batches = P1 / "data" / "batches"
     before = set(batches.iterdir())
     try:
         done = stack.make("pattern-1-loop", env=env)
         assert done.returncode == 0, done.output
         loop = parse_result(done.stdout)
-        after_loop = stack.alias_version(LOOP_MODEL, "champion")
+        after_loop = stack.alias_version(MODEL, "champion")
         # New data like the bundled set, against a champion trained on the bundled rows
         # (which it has seen): the weaker candidate is kept out, the endpoint stays on v1.
         assert (loop["data_decision"], loop["data_endpoint"]) == ("kept-champion", "1"), done.stdout[-3000:]
-        runs = {r["info"]["run_id"]: r for r in stack.runs(LOOP_MODEL)}
+        runs = {r["info"]["run_id"]: r for r in stack.runs(EXPERIMENT)}
 
         # The deployment: the cron schedule stays, next to one trigger per event.
         by_name = {"deployments": {"name": {"any_": ["p1-retrain"]}}}
@@ -464,15 +457,17 @@ def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, 
             listed = stack.mlflow_get("artifacts/list", run_id=report["info"]["run_id"], path="drift")
             assert [f["path"] for f in listed["files"]] == ["drift/report.html"]
 
-        # New data published twice, at once: two triggered runs, one training; promoted
-        # (the champion knows only the x1.5 scale), and the endpoint answers with it.
+        # New data announced twice (two events naming one version): two triggered runs, one
+        # training; promoted (the champion knows only the x1.5 scale), and the endpoint
+        # answers with it. Then an event naming a version that does not exist.
         bogus = "0" * 32
-        publish = "python data.py publish --batch twice --seed 9"
-        emit_bogus = (
-            "import events, settings; settings.load_settings(); "
-            f"print(events.emit(events.DATA_PUBLISHED, 'data/batches/twice.csv', '{bogus}'))"
+        script = (
+            "import data, events, settings; found = settings.load_settings(); path = data.BATCHES / 'twice.csv'; "
+            "data.derive_batch(path, 9, 0.0); version = data.publish_new(path, found); "
+            "data.announce(version); data.announce(version); "
+            f"events.emit(events.DATA_PUBLISHED, 'data/batches/twice.csv', '{bogus}')"
         )
-        both = stack.in_env(P1, "sh", "-c", f'{publish} && {publish} && python -c "{emit_bogus}"', env=env)
+        both = stack.in_env(P1, "python", "-c", script, env=env)
         assert both.returncode == 0, both.output
         twice_md5 = yaml.safe_load((batches / "twice.csv.dvc").read_text())["outs"][0]["md5"]
 
@@ -484,10 +479,10 @@ def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, 
 
         twice = wait_for(lambda: runs_on(twice_md5, 2), 240, "two runs on the twice-published data")
         assert [r["state_type"] for r in twice] == ["COMPLETED", "COMPLETED"]
-        trained = [r for r in stack.runs(LOOP_MODEL) if tags(r["data"]).get("dvc_data_md5") == twice_md5]
+        trained = [r for r in stack.runs(EXPERIMENT) if tags(r["data"]).get("dvc_data_md5") == twice_md5]
         assert len(trained) == 1, "the same data version, twice: one training"
         promoted = tags(trained[0]["data"])["p1.model_version"]
-        assert promoted == stack.alias_version(LOOP_MODEL, "champion") != after_loop
+        assert promoted == stack.alias_version(MODEL, "champion") != after_loop
         port = env["P1_ENDPOINT_PORT"]
         wait_for(lambda: _serving(port) == promoted, 120, f"the endpoint on v{promoted}")
         row = _raw_rows()[0]
@@ -497,13 +492,13 @@ def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, 
         assert response.status_code == 200 and response.headers["x-model-version"] == promoted
 
         # An event naming a version that does not exist: a failed run that names it.
-        versions = stack.model_versions(LOOP_MODEL)
+        versions = stack.model_versions(MODEL)
         failed = wait_for(lambda: runs_on(bogus, 1), 120, "the run on a data version that does not exist")[0]
         assert failed["state_type"] == "FAILED"
         assert f"data version {bogus} was asked for, but" in failed["state"]["message"]
         assert "twice.csv.dvc names " + twice_md5 in failed["state"]["message"]
         assert "Fix: publish that version of twice.csv again" in failed["state"]["message"]
-        assert stack.model_versions(LOOP_MODEL) == versions and _serving(port) == promoted
+        assert stack.model_versions(MODEL) == versions and _serving(port) == promoted
     finally:
         for program in ("p1-retrain", "p1-endpoint"):
             stack.stack_py("remove", program)
