@@ -62,8 +62,9 @@ def reference_of(settings: P1Settings, champion_version: str) -> pd.DataFrame:
         return pd.read_csv(path)
 
 
-def measure(reference: pd.DataFrame, batch: pd.DataFrame, threshold: float) -> tuple[Drift, str]:
-    """Evidently's data drift preset over the batch's features: the drift and the HTML report."""
+def measure(reference: pd.DataFrame, batch: pd.DataFrame, threshold: float):
+    """Evidently's data drift preset over the batch's features: the drift, and Evidently's
+    snapshot (`.get_html_str(as_iframe=False)`: the report a person reads)."""
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
@@ -79,20 +80,20 @@ def measure(reference: pd.DataFrame, batch: pd.DataFrame, threshold: float) -> t
         # a p-value drifts below its threshold, a distance above it
         and (m["value"] < m["config"]["threshold"]) == ("p_value" in m["config"]["method"])
     ]
-    return Drift(share=float(share), threshold=threshold, drifted=drifted), snapshot.get_html_str(as_iframe=False)
+    return Drift(share=float(share), threshold=threshold, drifted=drifted), snapshot
 
 
 @task
 def check_drift(settings: P1Settings, champion_version: str, batch: pd.DataFrame, lineage: dict[str, str]) -> Drift:
     """Measure, and keep the report in an MLflow run of its own (experiment P1_EXPERIMENT_NAME)."""
-    drift, html = measure(reference_of(settings, champion_version), batch, settings.drift_share)
+    drift, snapshot = measure(reference_of(settings, champion_version), batch, settings.drift_share)
     tags = {**lineage, "p1.kind": "drift", "p1.champion_version": champion_version}
     with mlflow.start_run(run_name=f"drift-{lineage['dvc_data_md5'][:8]}", tags=tags) as run:
         mlflow.log_metrics({"drift_share": drift.share, "drifted_columns": len(drift.drifted)})
         mlflow.set_tags({"p1.drift_detected": str(drift.detected).lower(), "p1.drift_threshold": str(drift.threshold)})
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / Path(REPORT).name
-            report.write_text(html, encoding="utf-8")
+            report.write_text(snapshot.get_html_str(as_iframe=False), encoding="utf-8")
             mlflow.log_artifact(str(report), Path(REPORT).parent.as_posix())
         drift.mlflow_run_id = run.info.run_id
         base = settings.mlflow_tracking_uri.rstrip("/")

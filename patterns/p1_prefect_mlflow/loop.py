@@ -129,39 +129,49 @@ def endpoint_on_champion(settings: P1Settings, row_from: str, timeout: float) ->
     return response.headers["x-model-version"]
 
 
-def preflight(settings: P1Settings) -> None:
-    """What the loop needs before it publishes anything: the endpoint, the deployment with
-    both triggers, and a champion whose training data a drift check can compare with."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
+def preflight(settings: P1Settings, timeout: float) -> None:
+    """What the loop needs before it publishes anything: a champion whose training data a
+    drift check can compare with, the endpoint, and the deployment with both triggers (the
+    last two just started by make: waited for)."""
     import drift
     from model import champion_version
 
     drift.reference_of(settings, champion_version(settings))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            missing = _not_ready(settings)
+        except httpx.HTTPError as exc:
+            missing = (
+                f"the live endpoint does not answer on 127.0.0.1:{settings.endpoint_port} ({exc})",
+                "start it with `make p1-endpoint`",
+            )
+        if missing is None:
+            return
+        if time.monotonic() > deadline:
+            raise P1Error(*missing)
+        time.sleep(1)
 
-    try:
-        httpx.get(f"http://127.0.0.1:{settings.endpoint_port}/version", timeout=5).raise_for_status()
-    except httpx.HTTPError as exc:
-        raise P1Error(
-            f"the live endpoint does not answer on 127.0.0.1:{settings.endpoint_port} ({exc})",
-            "start it with `make p1-endpoint`",
-        ) from exc
+
+def _not_ready(settings: P1Settings) -> tuple[str, str] | None:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    httpx.get(f"http://127.0.0.1:{settings.endpoint_port}/version", timeout=5).raise_for_status()
     with get_client(sync_client=True) as client:
         try:
             deployment = client.read_deployment_by_name(f"{FLOW}/{DEPLOYMENT}")
-        except ObjectNotFound as exc:
-            raise P1Error(
-                f"the deployment {FLOW}/{DEPLOYMENT} does not exist", "serve it with `make p1-retrain`"
-            ) from exc
+        except ObjectNotFound:
+            return f"the deployment {FLOW}/{DEPLOYMENT} does not exist", "serve it with `make p1-retrain`"
         automations = client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
     expected = {events.DATA_PUBLISHED, events.DRIFT_DETECTED}
     triggered_by = {e for a in automations if a.enabled for e in getattr(a.trigger, "expect", set())}
     if not expected <= triggered_by:
-        raise P1Error(
+        return (
             f"the deployment {DEPLOYMENT} has no trigger on {', '.join(sorted(expected - triggered_by))}",
             "serve it again with this version of flow.py: `make p1-retrain`",
         )
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     from flow import scoring_flow  # a flow run of its own, in this process: `python flow.py score`
 
     try:
-        preflight(settings)
+        preflight(settings, min(timeout, 60))  # the endpoint and the deployment, just started
         n = next_run()
         print(f"1. New data like the bundled set: data.py publishes it, the trigger retrains on it (loop run {n}).")
         fresh_file, fresh_md5, data_event = publish(settings, f"loop-{n}-fresh", seed=n, shift=0.0, event=True)

@@ -105,8 +105,8 @@ def test_a_batch_like_the_training_data_does_not_drift_and_a_shifted_one_does(ba
 
     reference = load_breast_cancer(as_frame=True).frame.iloc[:, :30]
     reference.columns = data.FEATURES
-    calm, html = measure(reference, pd.read_csv(batches["a"]), 0.5)
-    assert calm.share < 0.5 and not calm.detected and "<html" in html.lower()
+    calm, _ = measure(reference, pd.read_csv(batches["a"]), 0.5)
+    assert calm.share < 0.5 and not calm.detected
     shifted, _ = measure(reference, pd.read_csv(batches["shifted"]), 0.5)
     assert shifted.detected and sorted(shifted.drifted) == sorted(data.FEATURES) and shifted.share == 1.0
 
