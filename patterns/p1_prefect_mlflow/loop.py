@@ -169,7 +169,7 @@ def _not_ready(settings: P1Settings) -> tuple[str, str] | None:
     if not expected <= triggered_by:
         return (
             f"the deployment {DEPLOYMENT} has no trigger on {', '.join(sorted(expected - triggered_by))}",
-            "serve it again with this version of flow.py: `make p1-retrain`",
+            "restart it so it registers this flow.py's triggers: `make down && make pattern-1-loop`",
         )
     return None
 
