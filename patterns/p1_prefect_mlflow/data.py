@@ -76,8 +76,9 @@ def export_raw(path: Path) -> None:
 
 
 # Derived batches: "new data" made from the bundled table, the same bytes for
-# the same seed and shift. Git ignores them (data/batches/.gitignore): the
-# command that made one makes it again; DVC's remote holds the bytes.
+# the same seed and shift. Git ignores their CSVs (data/batches/.gitignore): the
+# command that made one makes it again, and DVC's remote holds the bytes. Their
+# pointers stay visible (DVC refuses a git-ignored one): commit one to keep it.
 BATCHES = PATTERN_DIR / "data" / "batches"
 BATCH_ROWS = 400  # of the 569 bundled rows
 BATCH_NOISE = 0.02  # Gaussian noise per feature, as a share of the feature's spread
@@ -311,14 +312,17 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--batch", metavar="NAME", help="derive data/batches/NAME.csv from the bundled data")
     source.add_argument("--data-file", type=Path, help="a CSV of your own, inside this folder's DVC project")
-    parser.add_argument("--seed", type=int, default=1, help="which rows and noise a --batch gets (default 1)")
-    parser.add_argument("--shift", type=float, default=0.0, help="scale a --batch's features by 1 + SHIFT")
+    parser.add_argument("--seed", type=int, help="which rows and noise a --batch gets (default 1)")
+    parser.add_argument("--shift", type=float, help="scale a --batch's features by 1 + SHIFT (default 0)")
     parser.add_argument("--no-event", action="store_true", help="push only: start no retraining")
     args = parser.parse_args(argv)
     if args.batch is not None and not args.batch.replace("-", "").replace("_", "").isalnum():
         parser.error(f"--batch {args.batch!r}: use letters, digits, - and _ (it names data/batches/NAME.csv)")
-    if args.shift <= -1:
-        parser.error(f"--shift {args.shift}: must be above -1 (features are scaled by 1 + SHIFT)")
+    if args.batch is None and (args.seed, args.shift) != (None, None):
+        parser.error("--seed and --shift shape a derived batch: give --batch NAME too")
+    seed, shift = (1 if args.seed is None else args.seed), (args.shift or 0.0)
+    if shift <= -1:
+        parser.error(f"--shift {shift}: must be above -1 (features are scaled by 1 + SHIFT)")
     settings = load_settings()
     try:
         if args.command == "version":
@@ -329,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             path = args.data_file
             if args.batch is not None:
                 path = BATCHES / f"{args.batch}.csv"
-                derive_batch(path, args.seed, args.shift)
+                derive_batch(path, seed, shift)
             version = publish_new(path, settings)
             if not args.no_event:
                 announce(version)

@@ -50,7 +50,19 @@ def emit(name: str, data_file: str, data_md5: str, **details: Any) -> Emitted:
         async with get_events_client(checkpoint_every=1) as client:  # 1: confirmed before leaving
             await client.emit(event)
 
-    asyncio.run(send())
+    try:
+        asyncio.run(send())
+    except Exception as exc:  # unreachable, refused login, closed socket: the same fix
+        from prefect.settings import get_current_settings
+
+        from errors import P1Error
+
+        raise P1Error(
+            f"the Prefect API at {get_current_settings().api.url} did not take the event {name} "
+            f"({type(exc).__name__}: {exc}); nothing is retrained for data version {data_md5}",
+            "check PREFECT_API_URL and PREFECT_API_AUTH_STRING (`make status`), then publish again: "
+            "the same data is pushed once and announced again",
+        ) from exc
     return Emitted(name, str(event.id))
 
 

@@ -157,3 +157,9 @@ def test_each_loop_run_publishes_new_batches(monkeypatch, tmp_path) -> None:
     (tmp_path / "loop-1-fresh.csv.dvc").touch()
     (tmp_path / "loop-7-fresh.csv.dvc").touch()
     assert loop.next_run() == 8
+
+
+def test_seed_and_shift_without_a_batch_are_a_usage_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        data.main(["publish", "--shift", "0.5"])
+    assert exited.value.code == 2 and "give --batch NAME too" in capsys.readouterr().err
