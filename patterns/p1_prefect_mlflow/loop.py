@@ -25,6 +25,7 @@ import argparse
 import re
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -38,12 +39,23 @@ SHIFT = 0.5  # step 3: every feature x1.5
 FLOW = "p1-train-register-serve"
 
 
-def next_run() -> int:
-    """N for this run's batches: one more than the last loop's in data/batches."""
-    done = [
-        int(m.group(1)) for p in data.BATCHES.glob("loop-*-fresh.csv.dvc") if (m := re.match(r"loop-(\d+)-", p.name))
-    ]
-    return max(done, default=0) + 1
+def next_run(settings: P1Settings) -> int:
+    """N for this run's batches: one more than any loop's so far, in data/batches or in
+    the experiment's runs (another checkout, or batches deleted), so step 1 always trains."""
+    from mlflow import MlflowClient
+
+    names = [p.name for p in data.BATCHES.glob("loop-*.csv.dvc")]
+    experiment = MlflowClient().get_experiment_by_name(settings.experiment_name)
+    if experiment is not None:
+        runs = MlflowClient().search_runs(
+            [experiment.experiment_id], filter_string="tags.dvc_data_path LIKE 'data/batches/loop-%'", max_results=5000
+        )
+        names += [Path(r.data.tags["dvc_data_path"]).name for r in runs]
+    return last_run(names) + 1
+
+
+def last_run(names: list[str]) -> int:
+    return max((int(m.group(1)) for name in names if (m := re.match(r"loop-(\d+)-", name))), default=0)
 
 
 def publish(settings: P1Settings, batch: str, seed: int, shift: float, event: bool) -> tuple[str, str, str]:
@@ -187,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         preflight(settings, min(timeout, 60))  # the endpoint and the deployment, just started
-        n = next_run()
+        n = next_run(settings)
         print(f"1. New data like the bundled set: data.py publishes it, the trigger retrains on it (loop run {n}).")
         fresh_file, fresh_md5, data_event = publish(settings, f"loop-{n}-fresh", seed=n, shift=0.0, event=True)
         print(f"   {fresh_file} md5={fresh_md5}: emitted {data_event}")
@@ -200,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         calm = scoring_flow(data_file=fresh_file, data_md5=fresh_md5)
         print(f"   drift share {calm['drift']['share']:.0%}: event {calm['event'] or 'none'}")
         if calm["event"]:
-            raise P1Error("the batch like the training data raised a drift event", "raise P1_DRIFT_SHARE")
+            raise P1Error(
+                f"the batch like the bundled data drifted from the champion's training data "
+                f"(share {calm['drift']['share']:.0%}): champion v{first['champion']} was trained on other data",
+                'make a champion trained on data like the bundled set (`make pattern-1 ARGS="--random-state 1"`, '
+                "then move @champion in the MLflow UI if the gate keeps the old one), or raise P1_DRIFT_SHARE",
+            )
 
         print("3. A batch from a recalibrated instrument (features x1.5) scored: drift, the event, a retraining.")
         shifted_file, shifted_md5, _ = publish(settings, f"loop-{n}-shifted", seed=n, shift=SHIFT, event=False)
@@ -236,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         "champion": second["champion"],
         "endpoint": answer,
     }
-    print("\nPattern 1's loop closed: new data and drift both retrained through the champion gate.")
+    print(
+        "\nPattern 1's loop closed: new data and drift each started a p1-retrain run through its trigger "
+        f"(decisions: {first['decision']}, {second['decision']}); the endpoint serves v{answer}."
+    )
     print("Result: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()))
     return 0
 

@@ -149,14 +149,11 @@ def test_the_scoring_result_line() -> None:
     )
 
 
-def test_each_loop_run_publishes_new_batches(monkeypatch, tmp_path) -> None:
+def test_each_loop_run_publishes_new_batches() -> None:
     import loop
 
-    monkeypatch.setattr(data, "BATCHES", tmp_path)
-    assert loop.next_run() == 1
-    (tmp_path / "loop-1-fresh.csv.dvc").touch()
-    (tmp_path / "loop-7-fresh.csv.dvc").touch()
-    assert loop.next_run() == 8
+    assert loop.last_run([]) == 0
+    assert loop.last_run(["loop-1-fresh.csv.dvc", "loop-7-shifted.csv", "twice.csv.dvc", "loop-x-fresh.csv"]) == 7
 
 
 def test_seed_and_shift_without_a_batch_are_a_usage_error(capsys) -> None:
