@@ -32,7 +32,7 @@ import httpx
 import data
 import events
 from deploy import DEPLOYMENT
-from errors import P1Error
+from errors import P1Error, explain
 from settings import P1Settings, load_settings
 
 SHIFT = 0.5  # step 3: every feature x1.5
@@ -146,8 +146,11 @@ def preflight(settings: P1Settings, timeout: float) -> None:
     drift check can compare with, the endpoint, and the deployment with both triggers (the
     last two just started by make: waited for)."""
     import drift
+    from checks import check_mlflow, check_prefect
     from model import champion_version
 
+    check_prefect(settings)
+    check_mlflow.fn(settings)
     drift.reference_of(settings, champion_version(settings))
     deadline = time.monotonic() + timeout
     while True:
@@ -233,8 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   p1-retrain run {second['prefect_flow_run']}: {second['decision']}, champion v{second['champion']}")
         answer = endpoint_on_champion(settings, shifted_file, timeout)
         print(f"   the endpoint answers with v{answer}")
-    except P1Error as exc:
-        print(exc.render(), file=sys.stderr)
+    except Exception as exc:
+        error = explain(exc, settings.mlflow_tracking_uri)  # the errors a user can fix, as error/fix
+        if error is None:
+            raise
+        print(error.render(), file=sys.stderr)
         print("Result: pattern=p1 step=loop status=failed", file=sys.stderr)
         return 1
     fields = {
