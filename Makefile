@@ -149,7 +149,7 @@ compose-reset: _uv ## Remove the compose stack AND its named volumes (all its da
 	@$(COMPOSE_SH) reset
 
 ##@ Patterns
-.PHONY: patterns pattern-1 p1-endpoint pattern-2 pattern-2-compile pattern-3 p3-workers pattern-4
+.PHONY: patterns pattern-1 pattern-1-loop p1-retrain p1-endpoint pattern-2 pattern-2-compile pattern-3 p3-workers pattern-4
 patterns: pattern-1 pattern-2 pattern-3 pattern-4 ## Run every pattern, in order (STACK=local by default)
 
 pattern-1: _uv ## Prefect orchestrating MLflow (tracking, registry, serving), DVC data
@@ -157,11 +157,23 @@ pattern-1: _uv ## Prefect orchestrating MLflow (tracking, registry, serving), DV
 	@cd $(P1) && $(UV) run --locked python data.py publish
 	@cd $(P1) && $(UV) run --locked python flow.py $(ARGS)
 
-p1-endpoint: _uv ## Pattern 1's live endpoint under supervisord: serves @champion on 127.0.0.1:P1_ENDPOINT_PORT, follows it
+pattern-1-loop: _p1-local pattern-1 p1-retrain p1-endpoint ## Pattern 1's loop: new data and drift retrain through Prefect events, the endpoint follows
+	@cd $(P1) && $(UV) run --locked python loop.py
+
+.PHONY: _p1-local
+_p1-local:
 ifeq ($(STACK),compose)
-	@echo "error: the live endpoint runs on the local tier for now" >&2; \
+	@echo "error: pattern 1's loop (pattern-1-loop, p1-retrain, p1-endpoint) runs on the local tier for now" >&2; \
 	  echo "  fix: drop STACK=compose" >&2; exit 2
 endif
+
+p1-retrain: _uv _p1-local ## Pattern 1's deployment p1-retrain under supervisord: daily cron + triggers on new data and drift
+	@$(call stack_up,core)
+	@$(UV) sync --locked --quiet --project $(P1)
+	@$(STACK_PY) add p1-retrain --cwd $(P1) \
+	  --pass-env 'PREFECT_*,MLFLOW_*,S3_*,P1_*,DO_NOT_TRACK' -- $(P1)/.venv/bin/python $(P1)/flow.py serve
+
+p1-endpoint: _uv _p1-local ## Pattern 1's live endpoint under supervisord: serves @champion on 127.0.0.1:P1_ENDPOINT_PORT, follows it
 	@$(call stack_up,core)
 	@$(UV) sync --locked --quiet --project $(P1)
 	@$(STACK_PY) add p1-endpoint --cwd $(P1) \
@@ -368,6 +380,10 @@ bench-p4-image: _uv ## Pattern 4's cycle side by side: source, image on a cached
 .PHONY: _p1-endpoint-bench
 _p1-endpoint-bench: _uv
 	@cd $(P1) && $(UV) run --locked python $(ROOT)/bench/p1_endpoint.py $(or $(BENCH_REPEAT),3)
+
+.PHONY: _p1-events-bench
+_p1-events-bench: _uv
+	@cd $(P1) && $(UV) run --locked python $(ROOT)/bench/p1_events.py $(or $(BENCH_REPEAT),3)
 
 .PHONY: _p3-overhead
 _p3-overhead: p3-workers

@@ -14,7 +14,8 @@ What is timed (each a whole `make` command, wall clock, uv and make included):
    `Result:` line is recorded and reported). Then bench/p1_endpoint.py:
    pattern 1's live endpoint, from moving @champion to the first answer of
    the new version, and its latency and throughput for a 1-row and a 100-row
-   request beside `mlflow models serve` on the same model (reported, no target).
+   request beside `mlflow models serve` on the same model (reported, no target);
+   and bench/p1_events.py: new data's event to the triggered training's start.
 4. warm `make pattern-2`: one untimed warm-up run, then runs on new logical
    dates, so the KFP pipeline really executes each time (target 45 s).
 5. warm `make pattern-3`: a 4-way fan-out on 2 workers, after one untimed
@@ -392,6 +393,9 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
     p1_promotion = Measure(
         "pattern1_promotion_to_answer", "pattern 1: @champion moved, to the first answer of the new version"
     )
+    p1_event = Measure(
+        "pattern1_event_to_training_start", "pattern 1: new data's event sent, to the triggered training's start"
+    )
     p2 = Measure("pattern2_warm", "warm `make pattern-2` (new logical date: the pipeline runs)", target_s=45.0)
     p3 = Measure("pattern3_warm", "warm `make pattern-3` (4-way fan-out on 2 workers)", target_s=60.0)
     p3_direct = Measure("pattern3_metaflow_direct", "pattern 3: one Metaflow run directly (`trainflow.py run`)")
@@ -442,6 +446,9 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
     print(f"  live endpoint: {n} promotion(s), and latency beside `mlflow models serve`", flush=True)
     _, output = bench.make("_p1-endpoint-bench", f"BENCH_REPEAT={n}")
     endpoint_bench(p1_promotion, json.loads(output.strip().splitlines()[-1]))
+    print(f"  event-driven retraining: {n} new batch(es), each through p1-retrain's trigger", flush=True)
+    _, output = bench.make("_p1-events-bench", f"BENCH_REPEAT={n}")
+    events_bench(p1_event, json.loads(output.strip().splitlines()[-1]))
     print(f"4/9 warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each a new logical date", flush=True)
     warmup2_s, output = bench.make("pattern-2", "ARGS=--date 2026-01-01")
     print(f"  warm-up (untimed): {warmup2_s:6.1f} s  reused={_field(output, 'reused')}", flush=True)
@@ -495,7 +502,7 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
         down.notes.append(
             f"ports took up to {max(port_waits):.1f} s to become bindable again after `make down` (untimed wait)"
         )
-    return [cold, warm, p1, p1_promotion, p2, p3, p3_direct, p3_deployed, p4, down]
+    return [cold, warm, p1, p1_promotion, p1_event, p2, p3, p3_direct, p3_deployed, p4, down]
 
 
 def endpoint_bench(measure: Measure, found: dict) -> None:
@@ -515,6 +522,16 @@ def endpoint_bench(measure: Measure, found: dict) -> None:
                 f"{rps:.0f} requests/s, {failed} failed (median of {len(runs)} runs of {found['seconds']:.0f} s)"
             )
     print(f"  promotion to first answer: {found['promotion_s']} s", flush=True)
+
+
+def events_bench(measure: Measure, found: dict) -> None:
+    """bench/p1_events.py's figures: event to training start as samples, the rest as notes."""
+    measure.samples = found["started_s"]
+    measure.notes.append(
+        f"event to flow run created (the trigger), in s: {found['created_s']}; the served deployment "
+        f"asks for runs every 2 s; event to the run's end (trained, gated, scored), in s: {found['finished_s']}"
+    )
+    print(f"  event to training start: {found['started_s']} s", flush=True)
 
 
 def compare(bench: Bench, compared: dict[str, object]) -> None:

@@ -297,13 +297,20 @@ def p1_from_run(mlflow: MLflow, run: dict, flow_run_id: str | None = None) -> Ch
         config = REPO / "patterns" / "p1_prefect_mlflow" / ".dvc" / "config"
         found = re.search(r"^\s*url\s*=\s*(\S+)", config.read_text(), re.MULTILINE) if config.exists() else None
         remote = found.group(1).rstrip("/") if found else "the DVC remote"  # the pattern's .dvc/config
-        where = f"{tags.get('dvc_data_path', 'the data')}.dvc in git; bytes at {remote}/files/md5/{md5[:2]}/{md5[2:]}"
+        path = tags.get("dvc_data_path", "the data")
+        pointer = "a derived batch's pointer, made again by `data.py publish --batch`" if "batches/" in path else "in git"
+        where = f"{path}.dvc ({pointer}); bytes at {remote}/files/md5/{md5[:2]}/{md5[2:]}"
         chain.links["data_version"] = Link("DVC", md5, where)
     else:
         chain.links["data_version"] = Link("DVC", unknown("the run has no dvc_data_md5 tag"))
     recorded = tags.get("prefect_flow_run_id")
     if recorded:
         chain.links["orchestrator_run"] = Link("Prefect", recorded, prefect.run_url(recorded))
+        if tags.get("p1.trigger_event"):
+            chain.notes.append(
+                f"flow run {recorded} was started by the Prefect event {tags['p1.trigger_event']} "
+                "(a trigger of the deployment p1-retrain)"
+            )
         if flow_run_id and flow_run_id != recorded:
             chain.notes.append(
                 f"flow run {flow_run_id} reused this MLflow run (same data and parameters); "

@@ -1,6 +1,7 @@
-"""Pattern 1's command line: `python flow.py [run|serve] [--parameter value ...]`.
+"""Pattern 1's command line: `python flow.py [run|serve] [--parameter value ...]`
+and `python flow.py score --data-file F.csv`.
 
-The options are the flow's parameters, read from its signature, where their
+The options are the flow's parameters (the scoring flow's for `score`), read from its signature, where their
 types, defaults and ranges are declared once. An option not given is not
 passed on: the flow's default applies. `main()` is where the process is set
 up (settings into the environment), checks what it can before the run,
@@ -16,13 +17,16 @@ import sys
 import deploy
 from checks import check_parameters, check_prefect, parameters_of
 from errors import explain
-from report import FAILED, result_line, summary
+from report import FAILED, result_line, scoring_result_line, scoring_summary, summary
 from settings import P1Settings, load_settings
 
 
-def parser(flow) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Pattern 1: train, register and serve with Prefect + MLflow.")
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "serve"])
+def parser(flow, commands: tuple[str, ...] = ("run", "serve")) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=f"Pattern 1: {flow.name}, with Prefect + MLflow.",
+        epilog="`python flow.py score --help`: score a batch with the champion and check it for drift.",
+    )
+    parser.add_argument("command", nargs="?", default=commands[0], choices=commands)
     for parameter in parameters_of(flow):
         limits = f", {parameter.rule}" if parameter.rule else ""
         default = f" (default {parameter.default}{limits})" if parameter.default is not None else ""
@@ -32,7 +36,10 @@ def parser(flow) -> argparse.ArgumentParser:
             default=argparse.SUPPRESS,  # not given: not passed on
             help=parameter.description + default,
         )
-    parser.add_argument("--cron", default=deploy.DEFAULT_CRON, help="schedule for `serve` (default: daily 03:00 UTC)")
+    if "serve" in commands:
+        parser.add_argument(
+            "--cron", default=deploy.DEFAULT_CRON, help="schedule for `serve` (default: daily 03:00 UTC)"
+        )
     return parser
 
 
@@ -48,9 +55,14 @@ def configure() -> P1Settings:
     return settings
 
 
-def main(flow, argv: list[str] | None = None) -> int:
-    args = vars(parser(flow).parse_args(argv))
-    command, cron = args.pop("command"), args.pop("cron")
+def main(flow, argv: list[str] | None = None, scoring=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if scoring is not None and argv[:1] == ["score"]:
+        flow, commands, failed = scoring, ("score",), FAILED.replace(" status=", " step=score status=")
+    else:
+        commands, failed = ("run", "serve"), FAILED
+    args = vars(parser(flow, commands).parse_args(argv))
+    command, cron = args.pop("command"), args.pop("cron", None)
     given = args  # only the parameters given on the command line
     settings = None
     try:
@@ -66,8 +78,12 @@ def main(flow, argv: list[str] | None = None) -> int:
         if error is None:
             raise
         print(error.render(), file=sys.stderr)
-        print(FAILED, file=sys.stderr)
+        print(failed, file=sys.stderr)
         return 1
-    print(summary(settings, outcome))
-    print(result_line(settings, outcome))
+    if command == "score":
+        print(scoring_summary(settings, outcome))
+        print(scoring_result_line(outcome))
+    else:
+        print(summary(settings, outcome))
+        print(result_line(settings, outcome))
     return 0

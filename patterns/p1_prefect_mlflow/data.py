@@ -6,9 +6,16 @@ with `dvc add`, and pushed to the DVC remote on the S3 server; git holds only
 the small `.dvc` pointer with the file's md5. The flow asks DVC for that
 version and pulls the bytes from the remote.
 
-    python data.py publish   export the CSV if it is missing, check it against
-                             the committed pointer, push it to the DVC remote
-    python data.py version   print the data version (md5) of the pointer
+New data starts a retraining: publishing a new version emits the Prefect
+event `p1.data.published` naming it, and the `p1-retrain` deployment trains
+on exactly that version (events.py).
+
+    python data.py publish                    export the bundled CSV if it is missing, check it
+                                              against the committed pointer, push it (no event)
+    python data.py publish --batch NAME       derive a new batch from the bundled data (--seed,
+                                              --shift), `dvc add` and push it, emit the event
+    python data.py publish --data-file F.csv  your own file: `dvc add` and push it, emit the event
+    python data.py version                    print the data version (md5) of the pointer
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ from pathlib import Path
 
 import yaml
 
+import events
 from errors import P1Error
-from settings import P1Settings, load_settings
+from settings import PATTERN_DIR, P1Settings, load_settings
 
 TARGET = "target"
 # The contract the flow validates: 30 numeric features and a 0/1 target
@@ -65,6 +73,42 @@ def export_raw(path: Path) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     frame.to_csv(partial, index=False, float_format="%.6g", lineterminator="\n")
     os.replace(partial, path)
+
+
+# Derived batches: "new data" made from the bundled table, the same bytes for
+# the same seed and shift. Git ignores their CSVs (data/batches/.gitignore): the
+# command that made one makes it again, and DVC's remote holds the bytes. Their
+# pointers stay visible (DVC refuses a git-ignored one): commit one to keep it.
+BATCHES = PATTERN_DIR / "data" / "batches"
+BATCH_ROWS = 400  # of the 569 bundled rows
+BATCH_NOISE = 0.02  # Gaussian noise per feature, as a share of the feature's spread
+
+
+def derive_batch(path: Path, seed: int, shift: float) -> None:
+    """A sample of the bundled rows with a little measurement noise; `shift`
+    scales every feature by 1 + shift, as a recalibrated instrument would
+    (the labels stay: this data can be trained on)."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = FEATURES + [TARGET]
+    rng = np.random.default_rng(seed)
+    batch = frame.iloc[np.sort(rng.choice(len(frame), size=BATCH_ROWS, replace=False))].reset_index(drop=True)
+    features = batch[FEATURES]
+    noisy = features + rng.normal(0.0, 1.0, features.shape) * (BATCH_NOISE * features.std().to_numpy())
+    batch[FEATURES] = noisy.clip(lower=0.0) * (1.0 + shift)  # every feature here is a size or a ratio: >= 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    batch.to_csv(partial, index=False, float_format="%.6g", lineterminator="\n")
+    os.replace(partial, path)
+
+
+def relative_name(path: Path) -> str:
+    """The path an event carries: relative to this folder when inside it (so a
+    run in another checkout of it finds the same file)."""
+    path = path.resolve()
+    return str(path.relative_to(PATTERN_DIR)) if path.is_relative_to(PATTERN_DIR) else str(path)
 
 
 def _md5(path: Path) -> str:
@@ -153,6 +197,20 @@ def data_version(path: Path) -> DataVersion:
     return DataVersion(path=path, pointer=pointer, md5=md5, dvc_root=dvc_root_of(path))
 
 
+def resolve(data_file: str | None, data_md5: str | None, settings: P1Settings) -> DataVersion:
+    """The version to train on or score: `data_file` (relative paths are this
+    folder's, as events carry them; none: P1_DATA_FILE), and when `data_md5`
+    is given (an event names it) exactly that version, or an error."""
+    version = data_version(PATTERN_DIR / data_file if data_file else settings.data_file)
+    if data_md5 and data_md5 != version.md5:
+        raise P1Error(
+            f"data version {data_md5} was asked for, but {version.pointer} names {version.md5}",
+            f"publish that version of {version.path.name} again (`python data.py publish`), "
+            "or ask for the version the pointer names",
+        )
+    return version
+
+
 def remote_url(version: DataVersion, settings: P1Settings) -> str:
     """The URL of the DVC project's default remote, e.g. s3://dvc/p1_prefect_mlflow."""
     repo = open_repo(version.dvc_root, settings)
@@ -223,16 +281,62 @@ def publish(settings: P1Settings) -> DataVersion:
     return version
 
 
+def publish_new(path: Path, settings: P1Settings) -> DataVersion:
+    """`dvc add` a file (a new version if its bytes changed) and push it."""
+    path = path.resolve()
+    if not path.is_file():
+        raise P1Error(f"data file {path} does not exist", "pass the CSV to publish with --data-file")
+    repo = open_repo(dvc_root_of(path), settings)
+    try:
+        # A derived batch is made again by its command: no "git add the pointer" hint for it.
+        repo.scm_context.quiet = path.parent == BATCHES
+        repo.add(str(path))
+        version = data_version(path)
+        pushed = repo.push(targets=[str(version.pointer)])
+    finally:
+        repo.close()
+    print(f"data {relative_name(path)} md5={version.md5} pushed={pushed} file(s) to the DVC remote")
+    return version
+
+
+def announce(version: DataVersion) -> str:
+    """Emit `p1.data.published` for a pushed version: p1-retrain's trigger trains on it."""
+    emitted = events.emit(events.DATA_PUBLISHED, relative_name(version.path), version.md5)
+    print(f"event {emitted.name} id={emitted.id} data_md5={version.md5}")
+    return str(emitted)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Pattern 1 data: export, version, push.")
+    parser = argparse.ArgumentParser(description="Pattern 1 data: export, version, push; new data emits an event.")
     parser.add_argument("command", choices=["publish", "version"])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--batch", metavar="NAME", help="derive data/batches/NAME.csv from the bundled data")
+    source.add_argument("--data-file", type=Path, help="a CSV of your own, inside this folder's DVC project")
+    parser.add_argument("--seed", type=int, help="which rows and noise a --batch gets (default 1)")
+    parser.add_argument("--shift", type=float, help="scale a --batch's features by 1 + SHIFT (default 0)")
+    parser.add_argument("--no-event", action="store_true", help="push only: start no retraining")
     args = parser.parse_args(argv)
+    if args.batch is not None and not args.batch.replace("-", "").replace("_", "").isalnum():
+        parser.error(f"--batch {args.batch!r}: use letters, digits, - and _ (it names data/batches/NAME.csv)")
+    if args.batch is None and (args.seed, args.shift) != (None, None):
+        parser.error("--seed and --shift shape a derived batch: give --batch NAME too")
+    seed, shift = (1 if args.seed is None else args.seed), (args.shift or 0.0)
+    if shift <= -1:
+        parser.error(f"--shift {shift}: must be above -1 (features are scaled by 1 + SHIFT)")
     settings = load_settings()
     try:
-        if args.command == "publish":
-            publish(settings)
+        if args.command == "version":
+            print(data_version(args.data_file or settings.data_file).md5)
+        elif args.batch is None and args.data_file is None:
+            publish(settings)  # the bundled data set: set-up, no event
         else:
-            print(data_version(settings.data_file).md5)
+            path = args.data_file
+            if args.batch is not None:
+                path = BATCHES / f"{args.batch}.csv"
+                derive_batch(path, seed, shift)
+            version = publish_new(path, settings)
+            if not args.no_event:
+                announce(version)
     except P1Error as exc:
         print(exc.render(), file=sys.stderr)
         return 1

@@ -1,16 +1,23 @@
 """Pattern 1: Prefect orchestrates, MLflow tracks and registers, DVC versions data.
 
 Who owns what (the guide's advice, kept strictly):
-- Prefect owns the schedule and run state: this flow, its tasks, retries, the
-  training slot, the deployment's cron schedule (deploy.py) and the summary
-  artifact (report.py).
+- Prefect owns the schedule, the events and run state: these flows, their
+  tasks, retries, the training slot, the deployment's cron schedule and its
+  triggers on new data and drift (deploy.py, events.py), the artifacts (report.py).
 - MLflow owns experiments and models: params, metrics, plots, the logged
-  model, the registry and the `champion` alias (model.py), and the scoring
-  server the deploy step uses (serving.py).
-- DVC owns the data version: the md5 in the committed `.dvc` pointer (data.py).
+  model, the registry and the `champion` alias (model.py), the scoring server
+  (serving.py; endpoint.py keeps one serving `champion`) and the drift reports.
+- DVC owns the data version: the md5 in the `.dvc` pointer (data.py).
+- Evidently measures drift: a scored batch against the champion's training data (drift.py).
+
+The loop: new data (`python data.py publish --batch NAME`) emits an event, and
+the deployment's trigger retrains on exactly that data version; `python flow.py
+score` scores a batch with the champion and, if the batch drifted, emits the
+event that retrains on it. The champion gate decides each time; the endpoint follows.
 
     python flow.py                 train once (parameters: --help)
-    python flow.py serve           a long-lived deployment that retrains on a cron schedule
+    python flow.py serve           deployment p1-retrain: a cron schedule and the two event triggers
+    python flow.py score --data-file F.csv   score a batch, check drift, emit the event if it drifted
 
 The run ends with a summary and one stable line for scripts and tests:
     Result: pattern=p1 status=ok decision=promoted model=... version=... ...
@@ -19,7 +26,6 @@ The run ends with a summary and one stable line for scripts and tests:
 import contextlib
 import hashlib
 import json
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -28,21 +34,27 @@ from typing import Annotated, Any
 import httpx
 import mlflow
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger, runtime, task
 from pydantic import Field
 
 import data
+import drift
+import events
 import integrity
 from checks import check_mlflow, check_s3, validate
 from errors import P1Error
-from model import METRICS, evaluate_against_champion, preprocess, register_and_promote, train
-from report import Outcome, add_links, publish_summary
+from model import METRICS, champion_version, evaluate_against_champion, preprocess, register_and_promote, train
+from report import Outcome, Scoring, add_links, git_commit, lineage_tags, publish_scoring, publish_summary
 from serving import serve_and_score
-from settings import PATTERN_DIR, P1Settings, load_settings
+from settings import P1Settings, load_settings
+
+# ## The flows
+DataFile = Annotated[
+    str | None, Field(description="a DVC-tracked CSV, relative to this folder (default: P1_DATA_FILE)")
+]
+DataMd5 = Annotated[str | None, Field(description="the data version (DVC md5) the file must have, if given")]
 
 
-# ## The flow
 # Each parameter is declared once, here: type, default and range. Prefect
 # validates them (and shows them in its UI); the command line (cli.py) reads them.
 @flow(name="p1-train-register-serve", log_prints=True)
@@ -51,40 +63,59 @@ def training_flow(
     max_depth: Annotated[int, Field(ge=0, description="depth limit of each tree, 0 = no limit")] = 6,
     test_size: Annotated[float, Field(ge=0.05, le=0.5, description="share of rows held out, scored and served")] = 0.25,
     random_state: Annotated[int, Field(ge=0, le=2**32 - 1, description="seed of the split and the forest")] = 42,
-    data_file: Annotated[str | None, Field(description="a DVC-tracked CSV (default: P1_DATA_FILE)")] = None,
+    data_file: DataFile = None,
+    data_md5: DataMd5 = None,
+    trigger_event: Annotated[
+        str | None, Field(description="the event that started this run (set by its trigger)")
+    ] = None,
 ) -> dict:
     settings = load_settings()
     params = dict(n_estimators=n_estimators, max_depth=max_depth, test_size=test_size, random_state=random_state)
     check_mlflow(settings)
-    version = resolve_data_version(Path(data_file) if data_file else settings.data_file)
+    version = resolve_data_version(data_file, data_md5, settings)
     check_s3(settings, version)
 
-    outcome = Outcome(data_md5=version.md5, git_commit=git_commit(), prefect_flow_run_id=str(runtime.flow_run.id or ""))
-    lineage = {
-        "git_commit": outcome.git_commit,
-        "dvc_data_md5": version.md5,
-        "dvc_data_path": version.path.name,
-        "prefect_flow_run_id": outcome.prefect_flow_run_id,
-    }
+    outcome = Outcome(
+        data_md5=version.md5,
+        git_commit=git_commit(),
+        prefect_flow_run_id=str(runtime.flow_run.id or ""),
+        trigger_event=trigger_event or "",
+    )
+    lineage = lineage_tags(version, outcome.git_commit, outcome.prefect_flow_run_id, trigger_event)
     key = training_key(version.md5, params)
     experiment = mlflow.set_experiment(settings.experiment_name)
 
     with training_slot(key, settings.slot_timeout):
         outcome, x_test = train_or_reuse(settings, params, version, outcome, lineage, key, experiment)
 
-    try:
-        outcome.champion_version = MlflowClient().get_model_version_by_alias(settings.model_name, "champion").version
-    except MlflowException as exc:
-        raise P1Error(
-            f"registered model {settings.model_name!r} has no 'champion' alias to deploy",
-            "set it in the MLflow UI (model > version > aliases), or retrain with other parameters or data",
-        ) from exc
+    outcome.champion_version = champion_version(settings)
     predictions = serve_and_score(settings, x_test)
     outcome.predictions = len(predictions)
     outcome.prediction_counts = {str(c): predictions.count(c) for c in sorted(set(predictions))}
     add_links(outcome, settings, experiment.experiment_id)
     publish_summary(settings, outcome)
     return asdict(outcome)
+
+
+# ## Score a batch: the champion answers, and drift starts the next training
+@flow(name="p1-score-batch", log_prints=True)
+def scoring_flow(data_file: DataFile = None, data_md5: DataMd5 = None) -> dict:
+    settings = load_settings()
+    check_mlflow(settings)
+    version = resolve_data_version(data_file, data_md5, settings)
+    check_s3(settings, version)
+    flow_run = str(runtime.flow_run.id or "")
+    scoring = Scoring(data_file=data.relative_name(version.path), data_md5=version.md5, prefect_flow_run_id=flow_run)
+    batch = validate(fetch_data(version, settings), settings.max_nan_fraction)[data.FEATURES]
+    scoring.champion_version = champion_version(settings)
+    scoring.predictions = len(serve_and_score(settings, batch))
+    mlflow.set_experiment(settings.experiment_name)
+    found = drift.check_drift(settings, scoring.champion_version, batch, lineage_tags(version, git_commit(), flow_run))
+    scoring.drift = found
+    if found.detected:  # the next training: p1-retrain's trigger on this event
+        scoring.event = str(events.emit(events.DRIFT_DETECTED, scoring.data_file, version.md5, drift_share=found.share))
+    publish_scoring(settings, scoring)
+    return asdict(scoring)
 
 
 # ## Train once per data version and parameters
@@ -114,6 +145,7 @@ def train_or_reuse(settings, params, version, outcome, lineage, key, experiment)
                 frame = validate(fetch_data(version, settings), settings.max_nan_fraction)
                 mlflow.log_metrics({"data_rows": len(frame), "data_max_nan_fraction": float(frame.isna().mean().max())})
                 x_train, x_test, y_train, y_test = preprocess(frame, params["test_size"], params["random_state"])
+                drift.log_reference(x_train)
                 model_uri, outcome.metrics = train(x_train, x_test, y_train, y_test, params)
                 promote, outcome.reason, outcome.champion_metrics = evaluate_against_champion(
                     settings, outcome.metrics, x_test, y_test
@@ -187,10 +219,10 @@ def training_slot(key: str, timeout: float):
         ) from exc
 
 
-# ## Data version and lineage
+# ## Data version
 @task
-def resolve_data_version(data_file: Path) -> data.DataVersion:
-    version = data.data_version(data_file)
+def resolve_data_version(data_file: str | None, data_md5: str | None, settings: P1Settings) -> data.DataVersion:
+    version = data.resolve(data_file, data_md5, settings)
     get_run_logger().info("Data version (DVC md5) %s from %s", version.md5, version.pointer)
     return version
 
@@ -200,27 +232,7 @@ def fetch_data(version: data.DataVersion, settings: P1Settings) -> Path:
     return data.pull(version, settings)
 
 
-def git_commit() -> str:
-    """The commit of the code that runs (`-dirty` when this folder has
-    uncommitted changes), or 'none (not a git checkout)'."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PATTERN_DIR, capture_output=True, text=True, check=True, timeout=30
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "."],
-            cwd=PATTERN_DIR,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "none (not a git checkout)"
-    return f"{sha}-dirty" if dirty else sha
-
-
 if __name__ == "__main__":
     from cli import main
 
-    sys.exit(main(training_flow))
+    sys.exit(main(training_flow, scoring=scoring_flow))

@@ -21,6 +21,7 @@ from prefect import get_run_logger, task
 
 import data
 import integrity
+from errors import P1Error
 from settings import P1Settings
 
 SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree", "numpy.dtype"]  # we trained it ourselves; see docs/operations.md
@@ -161,3 +162,14 @@ def register_and_promote(settings: P1Settings, model_uri: str, lineage: dict[str
     client.set_registered_model_alias(settings.model_name, "champion", version.version)
     get_run_logger().info("Registered %s v%s and moved 'champion' to it", settings.model_name, version.version)
     return version.version
+
+
+def champion_version(settings: P1Settings) -> str:
+    """The version `champion` names now: what the deploy step and a scoring use."""
+    try:
+        return MlflowClient().get_model_version_by_alias(settings.model_name, "champion").version
+    except MlflowException as exc:
+        raise P1Error(
+            f"registered model {settings.model_name!r} has no 'champion' alias to deploy",
+            "set it in the MLflow UI (model > version > aliases), or retrain with other parameters or data",
+        ) from exc

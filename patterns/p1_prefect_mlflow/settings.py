@@ -69,6 +69,10 @@ class P1Settings(BaseSettings):
     # The live endpoint (endpoint.py): its port on 127.0.0.1, and how often it reads @champion.
     endpoint_port: int = Field(5050, ge=1, le=65535, validation_alias=_env("ENDPOINT_PORT"))
     endpoint_poll_seconds: float = Field(5.0, gt=0, validation_alias=_env("ENDPOINT_POLL_SECONDS"))
+    # Drift (python flow.py score): at this share of drifted features or more, the
+    # scoring emits p1.drift.detected and p1-retrain trains on the batch. 0.5 is
+    # Evidently's own rule for "the data set drifted".
+    drift_share: float = Field(0.5, gt=0, le=1, validation_alias=_env("DRIFT_SHARE"))
     # Seconds a run waits for another run of the same training (same data and
     # parameters) to finish before giving up; then it reuses that run's model.
     slot_timeout: float = Field(900.0, gt=0, validation_alias=_env("SLOT_TIMEOUT"))
@@ -104,6 +108,9 @@ class P1Settings(BaseSettings):
                 # 7 tries ride out a Prefect server restart.
                 "PREFECT_CLIENT_MAX_RETRIES": os.environ.get("PREFECT_CLIENT_MAX_RETRIES", "7"),
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
+                # `python flow.py serve` asks for runs to start (a trigger's, a schedule's)
+                # every 2 s instead of Prefect's default 10 s.
+                "PREFECT_RUNNER_POLL_FREQUENCY": os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY", "2"),
             }
         )
 

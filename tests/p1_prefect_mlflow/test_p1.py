@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import PATTERNS, Stack, free_port, parse_result, wait_for
+from conftest import PATTERNS, RESULT_RE, Stack, free_port, parse_result, wait_for
 
 P1 = PATTERNS / "p1_prefect_mlflow"
 MODEL = "p1-breast-cancer"
@@ -185,35 +185,6 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-# ---- idempotency and the champion rule --------------------------------------------
-@pytest.mark.failure_mode
-def test_rerun_on_same_data_and_params_registers_nothing(stack: Stack, first_run: dict[str, str]) -> None:
-    runs_before = len(stack.runs(EXPERIMENT))
-    again = stack.make("pattern-1")
-    assert again.returncode == 0, again.output
-    result = parse_result(again.stdout)
-    assert result["decision"] == "reused"
-    assert result["mlflow_run"] == first_run["mlflow_run"]
-    assert "no new run, no new model version" in again.output
-    assert [v["version"] for v in stack.model_versions(MODEL)] == [first_run["version"]]
-    assert len(stack.runs(EXPERIMENT)) == runs_before
-    assert stack.alias_version(MODEL, "champion") == first_run["version"]
-
-
-def test_weaker_candidate_keeps_champion_and_says_why(stack: Stack, first_run: dict[str, str]) -> None:
-    weak = stack.make("pattern-1", env={"ARGS": "--n-estimators 1 --max-depth 1"})
-    assert weak.returncode == 0, weak.output
-    result = parse_result(weak.stdout)
-    assert result["decision"] == "kept-champion"
-    assert result["version"] == "none"
-    assert stack.alias_version(MODEL, "champion") == first_run["version"]
-    assert [v["version"] for v in stack.model_versions(MODEL)] == [first_run["version"]]
-    run = stack.mlflow_get("runs/get", run_id=result["mlflow_run"])["run"]
-    assert run["info"]["status"] == "FINISHED"
-    reason = tags(run["data"])["p1.decision_reason"]
-    assert "does not beat champion v1" in reason
 
 
 # ---- bad input ----------------------------------------------------------------------
@@ -393,21 +364,131 @@ def test_bad_parameter(stack: Stack, first_run: dict[str, str]) -> None:
     assert _snapshot(stack) == before
 
 
-# ---- scheduled retraining -------------------------------------------------------------
-def test_served_deployment_has_schedule_and_runs(stack: Stack, first_run: dict[str, str]) -> None:
-    """`python flow.py serve`: a deployment with a cron schedule whose runs this
-    process executes. Trigger one run now instead of waiting for the cron tick."""
-    cron = "0 3 * * *"
-    with stack.in_background(P1, "python", "flow.py", "serve", "--cron", cron) as server:
+# ---- the loop: events retrain, the endpoint follows -------------------------------------
+def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, first_run: dict[str, str]) -> None:
+    """`make pattern-1-loop` as a user runs it: `make pattern-1` again (the same data and
+    parameters: reused, nothing registered), p1-retrain (cron + triggers) and the endpoint
+    under the stack's supervisord; each retraining is a flow run the deployment's trigger
+    created, on the data version its event named, through the champion gate (a weaker
+    candidate kept out and why; a better one promoted), and the endpoint answers with the
+    champion. Then one new data version announced twice (one training), and an event naming a
+    data version that does not exist (a failed run that says so, nothing registered).
+    It moves p1-breast-cancer@champion: it runs after the tests that read v1 as champion."""
+    env = {"P1_ENDPOINT_PORT": str(free_port()), "P1_ENDPOINT_POLL_SECONDS": "0.5"}
+    batches = P1 / "data" / "batches"
+    before = set(batches.iterdir())
+    try:
+        done = stack.make("pattern-1-loop", env=env)
+        assert done.returncode == 0, done.output
+        loop = parse_result(done.stdout)
+        after_loop = stack.alias_version(MODEL, "champion")
+        # `make pattern-1` first: the first run's training, reused.
+        again = dict(f.split("=", 1) for f in RESULT_RE.findall(done.stdout)[0].split())
+        assert (again["decision"], again["mlflow_run"]) == ("reused", first_run["mlflow_run"])
+        assert "no new run, no new model version" in done.output
+        # New data like the bundled set, against a champion trained on the bundled rows
+        # (which it has seen): the weaker candidate is kept out, the endpoint stays on v1.
+        assert (loop["data_decision"], loop["data_endpoint"]) == ("kept-champion", "1"), done.stdout[-3000:]
+        runs = {r["info"]["run_id"]: r for r in stack.runs(EXPERIMENT)}
+
+        # The deployment: the cron schedule stays, next to one trigger per event.
         by_name = {"deployments": {"name": {"any_": ["p1-retrain"]}}}
-        deployment = wait_for(lambda: stack.prefect_post("deployments/filter", by_name), 180, "deployment", server)[0]
-        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [cron]
-        assert all(s["active"] for s in deployment["schedules"])
-        versions_before = stack.model_versions(MODEL)
+        deployment = stack.prefect_post("deployments/filter", by_name)[0]
+        assert [(s["schedule"]["cron"], s["active"]) for s in deployment["schedules"]] == [("0 3 * * *", True)]
+        automations = stack.prefect_get(f"automations/related-to/prefect.deployment.{deployment['id']}")
+        assert sorted(a["trigger"]["expect"][0] for a in automations) == ["p1.data.published", "p1.drift.detected"]
 
-        flow_run = stack.prefect_post(f"deployments/{deployment['id']}/create_flow_run", {})
+        def triggered(flow_run_id: str, event: str, batch: str) -> dict:
+            """The run the trigger made from `event`, on `batch`'s version: its MLflow training run."""
+            flow_run = stack.prefect_get(f"flow_runs/{flow_run_id}")
+            assert flow_run["deployment_id"] == deployment["id"] and flow_run["state_type"] == "COMPLETED"
+            assert flow_run["created_by"]["type"] == "AUTOMATION", flow_run["created_by"]  # not this test
+            md5 = yaml.safe_load((batches / f"{batch}.csv.dvc").read_text())["outs"][0]["md5"]
+            assert flow_run["parameters"] == {
+                "data_file": f"data/batches/{batch}.csv",
+                "data_md5": md5,
+                "trigger_event": event,
+            }
+            trained = [r for r in runs.values() if tags(r["data"]).get("prefect_flow_run_id") == flow_run_id]
+            assert len(trained) == 1 and tags(trained[0]["data"])["dvc_data_md5"] == md5
+            assert tags(trained[0]["data"])["p1.trigger_event"] == event
+            return trained[0]
 
-        state = stack.final_flow_run(flow_run["id"], "final state of the deployment run", process=server)["state"]
-    assert state["type"] == "COMPLETED", state
-    # Same data, same parameters: the scheduled run reuses, registers nothing.
-    assert stack.model_versions(MODEL) == versions_before
+        (n,) = {p.name.split("-")[1] for p in set(batches.iterdir()) - before}  # this run's loop-N-*
+        kept = triggered(loop["data_run"], loop["data_event"], f"loop-{n}-fresh")
+        assert tags(kept["data"])["p1.decision"] == "kept-champion" and "p1.model_version" not in tags(kept["data"])
+        assert f"does not beat champion v{first_run['version']}" in tags(kept["data"])["p1.decision_reason"]
+        registered = stack.mlflow_get("model-versions/search", filter=f"run_id='{kept['info']['run_id']}'")
+        assert not registered.get("model_versions"), registered
+        drift_trained = triggered(loop["drift_run"], loop["drift_event"], f"loop-{n}-shifted")
+        assert loop["data_event"].startswith("p1.data.published:")
+        assert loop["drift_event"].startswith("p1.drift.detected:")
+        assert float(loop["calm_drift"]) < 0.5 <= float(loop["drift_share"])
+        # The recalibrated batch beats the champion trained on the old scale; the endpoint follows.
+        assert loop["drift_decision"] == "promoted" and loop["champion"] == loop["endpoint"] == after_loop
+        assert tags(drift_trained["data"])["p1.model_version"] == after_loop
+        traced = stack.make("lineage", env={"ID": drift_trained["info"]["run_id"]})
+        assert traced.returncode == 0, traced.output
+        assert f"was started by the Prefect event {loop['drift_event']}" in traced.stdout
+        assert f"data/batches/loop-{n}-shifted.csv.dvc (a derived batch's pointer" in traced.stdout
+        # The drift reports: one MLflow run per scoring, with Evidently's HTML.
+        reports = [r for r in runs.values() if tags(r["data"]).get("p1.kind") == "drift"]
+        assert sorted(tags(r["data"])["p1.drift_detected"] for r in reports) == ["false", "true"]
+        for report in reports:
+            listed = stack.mlflow_get("artifacts/list", run_id=report["info"]["run_id"], path="drift")
+            assert [(f["path"], f["file_size"] > 100_000) for f in listed["files"]] == [("drift/report.html", True)]
+
+        # New data announced twice (two events naming one version): two triggered runs, one
+        # training; promoted (the champion knows only the x1.5 scale), and the endpoint
+        # answers with it. Then an event naming a version that does not exist.
+        bogus = "0" * 32
+        script = (
+            "import data, events, settings; found = settings.load_settings(); path = data.BATCHES / 'twice.csv'; "
+            "data.derive_batch(path, 9, 0.0); version = data.publish_new(path, found); "
+            "data.announce(version); data.announce(version); "
+            f"events.emit(events.DATA_PUBLISHED, 'data/batches/twice.csv', '{bogus}')"
+        )
+        both = stack.in_env(P1, "python", "-c", script, env=env)
+        assert both.returncode == 0, both.output
+        twice_md5 = yaml.safe_load((batches / "twice.csv.dvc").read_text())["outs"][0]["md5"]
+
+        def runs_on(md5: str, count: int) -> list[dict]:
+            flow_runs = stack.prefect_post("flow_runs/filter", {"deployments": {"id": {"any_": [deployment["id"]]}}})
+            found = [r for r in flow_runs if r["parameters"].get("data_md5") == md5]
+            final = [r for r in found if r["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")]
+            return final if len(final) == count else []
+
+        twice = wait_for(lambda: runs_on(twice_md5, 2), 240, "two runs on the twice-published data")
+        assert [r["state_type"] for r in twice] == ["COMPLETED", "COMPLETED"]
+        trained = [r for r in stack.runs(EXPERIMENT) if tags(r["data"]).get("dvc_data_md5") == twice_md5]
+        assert len(trained) == 1, "the same data version, twice: one training"
+        promoted = tags(trained[0]["data"])["p1.model_version"]
+        assert promoted == stack.alias_version(MODEL, "champion") != after_loop
+        port = env["P1_ENDPOINT_PORT"]
+        wait_for(lambda: _serving(port) == promoted, 120, f"the endpoint on v{promoted}")
+        row = _raw_rows()[0]
+        columns = [c for c in row if c != "target"]
+        one_row = {"dataframe_split": {"columns": columns, "data": [[float(row[c]) for c in columns]]}}
+        response = httpx.post(f"http://127.0.0.1:{port}/invocations", json=one_row, timeout=30)
+        assert response.status_code == 200 and response.headers["x-model-version"] == promoted
+
+        # An event naming a version that does not exist: a failed run that names it.
+        versions = stack.model_versions(MODEL)
+        failed = wait_for(lambda: runs_on(bogus, 1), 120, "the run on a data version that does not exist")[0]
+        assert failed["state_type"] == "FAILED"
+        assert f"data version {bogus} was asked for, but" in failed["state"]["message"]
+        assert "twice.csv.dvc names " + twice_md5 in failed["state"]["message"]
+        assert "Fix: publish that version of twice.csv again" in failed["state"]["message"]
+        assert stack.model_versions(MODEL) == versions and _serving(port) == promoted
+    finally:
+        for program in ("p1-retrain", "p1-endpoint"):
+            stack.stack_py("remove", program)
+        for path in set(batches.iterdir()) - before:
+            path.unlink()
+
+
+def _serving(port: str) -> str | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/version", timeout=2).json()["version"]
+    except httpx.HTTPError:
+        return None

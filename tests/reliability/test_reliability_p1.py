@@ -104,6 +104,6 @@ def test_two_triggers_at_once_train_once(stack: Stack) -> None:
         outputs = [finish(first, "the run"), finish(second, "the run")]
     assert first.returncode == 0 and second.returncode == 0, "\n----\n".join(o[-3000:] for o in outputs)
     results = [parse_result(o) for o in outputs]
-    assert sorted(r["decision"] for r in results) == ["promoted", "reused"], results
+    assert sorted(r["decision"] for r in results) == ["promoted", "reused"], "\n----\n".join(o[-4000:] for o in outputs)
     assert results[0]["mlflow_run"] == results[1]["mlflow_run"]
     assert assert_one_model(stack, env) == results[0]["mlflow_run"]

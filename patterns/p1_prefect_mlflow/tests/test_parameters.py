@@ -10,7 +10,7 @@ from prefect.utilities.callables import parameter_schema
 
 from checks import check_parameters, parameters_of
 from errors import P1Error
-from flow import training_flow
+from flow import scoring_flow, training_flow
 
 
 def test_the_signature_declares_defaults_and_ranges() -> None:
@@ -21,8 +21,17 @@ def test_the_signature_declares_defaults_and_ranges() -> None:
         "test_size": (float, 0.25, "between 0.05 and 0.5"),
         "random_state": (int, 42, "between 0 and 4294967295"),
         "data_file": (str, None, ""),
+        "data_md5": (str, None, ""),
+        "trigger_event": (str, None, ""),
     }
     assert all(p.description for p in parameters_of(training_flow))
+
+
+def test_the_scoring_flow_declares_the_data_parameters_the_same_way() -> None:
+    training = {p.name: p for p in parameters_of(training_flow)}
+    scoring = parameters_of(scoring_flow)
+    assert [p.name for p in scoring] == ["data_file", "data_md5"]
+    assert all(p == training[p.name] for p in scoring)  # one declaration (DataFile, DataMd5), two flows
 
 
 @pytest.mark.parametrize(

@@ -37,10 +37,12 @@ def test_the_result_line() -> None:
         "Result: pattern=p1 status=ok decision=promoted model=p1-breast-cancer version=1 champion=1 "
         "roc_auc=0.9937 mlflow_run=e6be93b6ceab425ab48eda698ece0723 "
         "prefect_flow_run=0fdc1cd0-bbb6-4d70-9513-6a8fbba6e4a3 data_md5=106c40cb3d7e70102bdce451c97db272 "
-        "predictions=143"
+        "predictions=143 trigger=none"
     )
     kept = outcome() | {"decision": "kept-champion", "model_version": ""}
     assert " version=none " in result_line(settings, kept)
+    triggered = outcome() | {"trigger_event": "p1.data.published:0b4c0d8e-3f61-4f51-9a53-1c8d2b7a9f10"}
+    assert result_line(settings, triggered).endswith(" trigger=p1.data.published:0b4c0d8e-3f61-4f51-9a53-1c8d2b7a9f10")
     assert FAILED == "Result: pattern=p1 status=failed"
 
 
