@@ -28,8 +28,10 @@ P1 = Path(__file__).resolve().parents[1] / "patterns" / "p1_prefect_mlflow"
 sys.path.insert(0, str(P1))
 
 import events  # noqa: E402
+import loop  # noqa: E402
 
 import data  # noqa: E402  (this folder, put on sys.path above)
+from errors import P1Error  # noqa: E402
 from settings import load_settings  # noqa: E402
 
 NAME = "p1-events-bench"  # model and experiment
@@ -41,25 +43,16 @@ def seconds_since(t0: float, moment: datetime | None) -> float | None:
 
 
 def round_trip(client, deployment_id, settings, seed: int, timeout: float = 300) -> dict:
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-
     path = data.BATCHES / f"bench-events-{seed}.csv"
     data.derive_batch(path, seed, 0.0)
     version = data.publish_new(path, settings)
     t0 = time.time()
     emitted = str(events.emit(events.DATA_PUBLISHED, data.relative_name(path), version.md5))
-    by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = client.read_flow_runs(deployment_filter=by_deployment, limit=50)
-        run = next((r for r in runs if r.parameters.get("trigger_event") == emitted), None)
-        if run is not None and run.state is not None and run.state.is_final():
-            break
-        time.sleep(0.2)
-    else:
-        raise SystemExit(f"no finished run for {emitted} within {timeout:.0f} s")
-    if not run.state.is_completed():
-        raise SystemExit(f"the run for {emitted} ended {run.state.name}: {run.state.message}")
+    try:
+        # The times come from the run's own record, so how often this asks does not change them.
+        run = loop.finished_run(client, deployment_id, emitted, timeout)
+    except P1Error as exc:
+        raise SystemExit(exc.render()) from exc
     return {
         "created_s": seconds_since(t0, run.created),
         "started_s": seconds_since(t0, run.start_time),

@@ -66,40 +66,41 @@ def publish(settings: P1Settings, batch: str, seed: int, shift: float, event: bo
     return data.relative_name(version.path), version.md5, data.announce(version) if event else ""
 
 
+def finished_run(client, deployment_id, event: str, timeout: float):
+    """The run of the deployment that the trigger started for `event`, once it completed."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+    deadline = time.monotonic() + timeout
+    run = None
+    while time.monotonic() < deadline:
+        runs = client.read_flow_runs(deployment_filter=by_deployment, limit=50)
+        run = next((r for r in runs if r.parameters.get("trigger_event") == event), None)
+        if run is not None and run.state is not None and run.state.is_final():
+            break
+        time.sleep(1)
+    else:
+        where = f"run {run.id} is {run.state.name}" if run else "no run was created"
+        raise P1Error(
+            f"the retraining for {event} did not finish within {timeout:.0f} s ({where})",
+            "check that p1-retrain is served (`make status`, `make logs SERVICE=p1-retrain`), "
+            "or pass a longer --timeout",
+        )
+    if not run.state.is_completed():
+        raise P1Error(
+            f"the retraining for {event} ended {run.state.name}: {run.state.message}", "see its logs in the Prefect UI"
+        )
+    return run
+
+
 def triggered_run(settings: P1Settings, event: str, timeout: float) -> dict[str, str]:
     """The p1-retrain run the trigger started for `event`, once it ended: its Result line's fields."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterKey,
-        DeploymentFilter,
-        DeploymentFilterId,
-    )
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(f"{FLOW}/{DEPLOYMENT}")
-        by_deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
-        deadline = time.monotonic() + timeout
-        run = None
-        while time.monotonic() < deadline:
-            runs = client.read_flow_runs(deployment_filter=by_deployment, limit=50)
-            run = next((r for r in runs if r.parameters.get("trigger_event") == event), None)
-            if run is not None and run.state is not None and run.state.is_final():
-                break
-            time.sleep(1)
-        else:
-            where = f"run {run.id} is {run.state.name}" if run else "no run was created"
-            raise P1Error(
-                f"the retraining for {event} did not finish within {timeout:.0f} s ({where})",
-                "check that p1-retrain is served (`make status`, `make logs SERVICE=p1-retrain`), "
-                "or pass a longer --timeout",
-            )
-        if not run.state.is_completed():
-            raise P1Error(
-                f"the retraining for {event} ended {run.state.name}: {run.state.message}",
-                "see its logs in the Prefect UI",
-            )
+        run = finished_run(client, deployment.id, event, timeout)
         by_run = ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]), key=ArtifactFilterKey(any_=["p1-training-summary"])
         )
