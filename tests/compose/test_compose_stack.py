@@ -33,6 +33,7 @@ from conftest import (
     parse_result,
     process_tree,
     read_secrets,
+    remove_loop_batches,
     run,
     stack_env,
     wait_for,
@@ -52,6 +53,8 @@ ALL_SERVICES = {
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
+    "p1-retrain",
+    "p1-endpoint",
     "p3-worker-1",
     "p3-worker-2",
     "p4-worker",
@@ -99,6 +102,9 @@ def compose_stack(request: pytest.FixtureRequest) -> Iterator[ComposeStack]:
         # What the containers and the host must agree on, inside the mounted checkout.
         P3_METAFLOW_METADATA_DIR=str(state / "p3-metaflow"),
         P4_STATE_DIR=str(state / "p4"),
+        # Pattern 1's endpoint container, published here; it reads @champion every 0.5 s.
+        P1_ENDPOINT_PORT=str(free_port()),
+        P1_ENDPOINT_POLL_SECONDS="0.5",
     )
     stack = ComposeStack(env=env, state_dir=state)
     # A project left behind by an interrupted session starts from nothing.
@@ -241,7 +247,7 @@ def test_services_refuse_requests_without_credentials(compose_stack: ComposeStac
         if c["State"]["Running"]
     }
     assert len(uids) >= 11 and all(found and 0 not in found for found in uids.values()), uids
-    code = [name for name in uids if name.startswith(("airflow-", "p3-worker", "p4-worker"))]
+    code = [name for name in uids if name.startswith(("airflow-", "p1-", "p3-worker", "p4-worker"))]
     assert code and all(uids[name] == {os.getuid() or 10001} for name in code), uids
     # Pattern code reads the checkout from a read-only mount; pattern 3's metadata folder it writes.
     metadata = compose_stack.env["P3_METAFLOW_METADATA_DIR"]
@@ -251,7 +257,7 @@ def test_services_refuse_requests_without_credentials(compose_stack: ComposeStac
         "    print(path, 'read-only' if os.statvfs(path).f_flag & os.ST_RDONLY else 'writable')\n"
         "p = pathlib.Path(sys.argv[-1], '.probe'); p.write_text('x'); p.unlink()\n"
     )
-    for name in ("airflow-scheduler", "p3-worker-1", "p4-worker"):
+    for name in ("airflow-scheduler", "p1-retrain", "p3-worker-1", "p4-worker"):
         done = compose_stack.compose("exec", "-T", name, "python", "-c", probe, str(REPO), metadata)
         assert f"{REPO} read-only" in done.stdout, (name, done.output)
         if name.startswith("p3-worker"):
@@ -272,6 +278,32 @@ def test_pattern_1_registers_a_model(compose_stack: ComposeStack, p1_run: dict[s
     keys = [o["Key"] for o in listing]
     assert any(p1_run["mlflow_run"] in k and k.endswith("confusion_matrix.png") for k in keys), keys[:20]
     assert any(f"/{model_id}/" in k and k.endswith("MLmodel") for k in keys), (model_id, keys[:20])
+
+
+def test_pattern_1_loop_runs_in_the_p1_containers(compose_stack: ComposeStack, p1_run: dict[str, str]) -> None:
+    """`make pattern-1-loop STACK=compose`: the triggers on the compose Prefect server start
+    each retraining in the p1-retrain container (the checkout read-only there: the data
+    version is fetched into the container), and the p1-endpoint container follows the
+    champion on the published loopback port."""
+    done = compose_stack.make("pattern-1-loop", timeout=900)
+    try:
+        assert done.returncode == 0, done.output[-6000:]
+        loop = parse_result(done.stdout)
+        assert loop["data_event"].startswith("p1.data.published:") and loop["drift_event"].startswith(
+            "p1.drift.detected:"
+        )
+        assert float(loop["calm_drift"]) < 0.5 <= float(loop["drift_share"]), loop
+        champion = compose_stack.alias_version(P1_MODEL, "champion")
+        assert loop["drift_decision"] == "promoted" and loop["champion"] == loop["endpoint"] == champion, loop
+        retrain_log = compose_stack.compose("logs", "p1-retrain").stdout
+        for flow_run_id in (loop["data_run"], loop["drift_run"]):
+            flow_run = compose_stack.prefect_get(f"flow_runs/{flow_run_id}")
+            assert flow_run["state_type"] == "COMPLETED" and flow_run["created_by"]["type"] == "AUTOMATION", flow_run
+            assert flow_run_id in retrain_log, "the run was not executed by the p1-retrain container"
+        served = compose_stack.compose("logs", "p1-endpoint").stdout
+        assert f"serving models:/{P1_MODEL}/{champion} (@champion)" in served, served[-3000:]
+    finally:
+        remove_loop_batches(done.stdout)
 
 
 def test_pattern_2_runs_the_dag_in_the_compose_airflow(compose_stack: ComposeStack) -> None:
