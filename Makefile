@@ -313,7 +313,7 @@ test: setup ## Run the test suite on the local tier (two workers, each starts it
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
 
-test-compose: _uv ## Run the compose tier for real (patterns 1-4, restarts, down) and pattern 4's image path on Docker
+test-compose: _uv ## Run the compose tier for real (patterns 1-4, the p1 loop, down and up) and pattern 4's image path on Docker
 	$(UV) sync --locked --project $(ROOT)
 	$(UV) sync --locked --project $(P1)
 	$(UV) sync --locked --project $(P2)
