@@ -49,7 +49,7 @@ def test_the_store_root_is_normalised(clean_env, monkeypatch: pytest.MonkeyPatch
     assert env["METAFLOW_DATASTORE_SYSROOT_S3"] == "s3://bucket/some/prefix/metaflow"
     assert env["METAFLOW_DATATOOLS_S3ROOT"] == "s3://bucket/some/prefix/data"
     # Its S3 client's staging folders go to the temp folder, not into this checkout.
-    assert env["METAFLOW_TEMPDIR"] == tempfile.gettempdir()
+    assert env["METAFLOW_TEMPDIR"] == env["METAFLOW_ARTIFACT_LOCALROOT"] == tempfile.gettempdir()
 
 
 @pytest.mark.parametrize(
