@@ -157,27 +157,30 @@ pattern-1: _uv ## Prefect orchestrating MLflow (tracking, registry, serving), DV
 	@cd $(P1) && $(UV) run --locked python data.py publish
 	@cd $(P1) && $(UV) run --locked python flow.py $(ARGS)
 
-pattern-1-loop: _p1-local pattern-1 p1-retrain p1-endpoint ## Pattern 1's loop: new data and drift retrain through Prefect events, the endpoint follows
+pattern-1-loop: pattern-1 p1-retrain p1-endpoint ## Pattern 1's loop: new data and drift retrain through Prefect events, the endpoint follows
 	@cd $(P1) && $(UV) run --locked python loop.py
 
-.PHONY: _p1-local
-_p1-local:
+# Pattern 1's two long-running programs: under the local stack's supervisord, or with
+# STACK=compose the `p1` profile's containers (both start together there).
+p1-retrain: _uv ## Pattern 1's deployment p1-retrain (supervisord; compose: a container): daily cron + triggers on new data and drift
 ifeq ($(STACK),compose)
-	@echo "error: pattern 1's loop (pattern-1-loop, p1-retrain, p1-endpoint) runs on the local tier for now" >&2; \
-	  echo "  fix: drop STACK=compose" >&2; exit 2
-endif
-
-p1-retrain: _uv _p1-local ## Pattern 1's deployment p1-retrain under supervisord: daily cron + triggers on new data and drift
+	@$(call stack_up,p1)
+else
 	@$(call stack_up,core)
 	@$(UV) sync --locked --quiet --project $(P1)
 	@$(STACK_PY) add p1-retrain --cwd $(P1) \
 	  --pass-env 'PREFECT_*,MLFLOW_*,S3_*,P1_*,DO_NOT_TRACK' -- $(P1)/.venv/bin/python $(P1)/flow.py serve
+endif
 
-p1-endpoint: _uv _p1-local ## Pattern 1's live endpoint under supervisord: serves @champion on 127.0.0.1:P1_ENDPOINT_PORT, follows it
+p1-endpoint: _uv ## Pattern 1's live endpoint (supervisord; compose: a container): serves @champion on 127.0.0.1:P1_ENDPOINT_PORT, follows it
+ifeq ($(STACK),compose)
+	@$(call stack_up,p1)
+else
 	@$(call stack_up,core)
 	@$(UV) sync --locked --quiet --project $(P1)
 	@$(STACK_PY) add p1-endpoint --cwd $(P1) \
 	  --pass-env 'MLFLOW_*,S3_*,P1_*,DO_NOT_TRACK' -- $(P1)/.venv/bin/python $(P1)/endpoint.py
+endif
 
 pattern-2: _uv ## Airflow triggering Kubeflow Pipelines: ETL in Airflow, training in KFP (kfp.local)
 	@$(call stack_up,p2)
@@ -310,7 +313,7 @@ test: setup ## Run the test suite on the local tier (two workers, each starts it
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc
 
-test-compose: _uv ## Run the compose tier for real (patterns 1-4, restarts, down) and pattern 4's image path on Docker
+test-compose: _uv ## Run the compose tier for real (patterns 1-4, the p1 loop, down and up) and pattern 4's image path on Docker
 	$(UV) sync --locked --project $(ROOT)
 	$(UV) sync --locked --project $(P1)
 	$(UV) sync --locked --project $(P2)

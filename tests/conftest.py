@@ -378,6 +378,17 @@ def stack_env(state_dir: Path) -> dict[str, str]:
     return env
 
 
+def remove_loop_batches(loop_output: str, *names: str) -> None:
+    """The batch files and pointers pattern 1's loop published (its run N, read from its
+    output), and those named `names`: only its own, as the other tier's loop may be
+    publishing beside it in this checkout."""
+    batches = PATTERNS / "p1_prefect_mlflow" / "data" / "batches"
+    found = re.search(r"\(loop run (\d+)\)", loop_output)
+    own = [*batches.glob(f"loop-{found.group(1)}-*")] if found else []
+    for path in own + [p for name in names for p in batches.glob(f"{name}*")]:
+        path.unlink(missing_ok=True)
+
+
 def start_stack(env: dict[str, str], state_dir: Path) -> Stack:
     """`make up` of a stack of its own (env from stack_env); the test fails with its logs if it does not start."""
     s = Stack(env=env, state_dir=state_dir)

@@ -38,7 +38,7 @@ SECRETS = {
 # A tag with a version, and the digest of what it named when it was pinned.
 PINNED = re.compile(r"[\w./-]+:\d+(\.\d+)+[\w.-]*@sha256:[0-9a-f]{64}")
 # Containers that run pattern code from the mounted checkout.
-PATTERN_CODE = ("airflow-", "p3-worker-", "p4-worker")
+PATTERN_CODE = ("airflow-", "p1-", "p3-worker-", "p4-worker")
 # One-shot services: they run to completion, others wait for exit 0.
 ONE_SHOT = {"postgres-init", "s3-init", "airflow-init"}
 
@@ -80,7 +80,7 @@ def test_every_service_has_a_healthcheck_and_waits_for_healthy_dependencies(base
 
 def test_ports_are_published_on_loopback_only(base):
     published = {name: svc["ports"] for name, svc in base.items() if svc.get("ports")}
-    assert set(published) == {"postgres", "s3", "prefect-server", "mlflow", "airflow-apiserver"}
+    assert set(published) == {"postgres", "s3", "prefect-server", "mlflow", "airflow-apiserver", "p1-endpoint"}
     for name, ports in published.items():
         for port in ports:
             assert port["host_ip"] == "127.0.0.1", f"{name} publishes {port} beyond loopback"
@@ -90,6 +90,7 @@ def test_profiles_per_pattern(base):
     profiles = {name: tuple(svc.get("profiles", ())) for name, svc in base.items()}
     core = {n for n, p in profiles.items() if not p}
     assert core == {"postgres", "postgres-init", "s3", "s3-init", "prefect-server", "mlflow"}
+    assert {n for n, p in profiles.items() if p == ("p1",)} == {"p1-retrain", "p1-endpoint"}
     assert {n for n, p in profiles.items() if p == ("p2",)} == {
         "airflow-init",
         "airflow-apiserver",
@@ -259,7 +260,7 @@ def test_pattern_code_runs_as_the_given_user_from_a_read_only_checkout(base):
     and mount the checkout read-only; the only folder they write on the host is
     Metaflow's metadata (pattern 3), which the host reads too; the rest is volumes."""
     code = {name: svc for name, svc in base.items() if name.startswith(PATTERN_CODE)}
-    assert len(code) == 8, sorted(code)
+    assert len(code) == 10, sorted(code)
     for name, svc in code.items():
         assert svc["user"] == f"{SECRETS['PATTERNS_UID']}:{SECRETS['PATTERNS_GID']}", name
         mounts = {m["target"]: m for m in svc["volumes"]}

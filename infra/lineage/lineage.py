@@ -298,7 +298,9 @@ def p1_from_run(mlflow: MLflow, run: dict, flow_run_id: str | None = None) -> Ch
         found = re.search(r"^\s*url\s*=\s*(\S+)", config.read_text(), re.MULTILINE) if config.exists() else None
         remote = found.group(1).rstrip("/") if found else "the DVC remote"  # the pattern's .dvc/config
         path = tags.get("dvc_data_path", "the data")
-        pointer = "a derived batch's pointer, made again by `data.py publish --batch`" if "batches/" in path else "in git"
+        pointer = (
+            "a derived batch's pointer, made again by `data.py publish --batch`" if "batches/" in path else "in git"
+        )
         where = f"{path}.dvc ({pointer}); bytes at {remote}/files/md5/{md5[:2]}/{md5[2:]}"
         chain.links["data_version"] = Link("DVC", md5, where)
     else:

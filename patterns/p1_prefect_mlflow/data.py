@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,9 +228,16 @@ def remote_url(version: DataVersion, settings: P1Settings) -> str:
 
 
 def pull(version: DataVersion, settings: P1Settings) -> Path:
-    """Make the working copy match the pointer, fetching from the remote if needed."""
+    """Make the working copy match the pointer, fetching from the remote if needed.
+
+    A checkout this process cannot write (the compose tier mounts it read-only
+    into the p1-retrain container) is left as it is: the version is fetched
+    into a DVC project of its own under the temp folder (scratch_project) and
+    read from there."""
     from dvc.exceptions import DvcException
 
+    if not os.access(version.dvc_root, os.W_OK):
+        version = scratch_project(version)
     repo = open_repo(version.dvc_root, settings)
     try:
         repo.pull(targets=[str(version.pointer)])
@@ -248,6 +256,26 @@ def pull(version: DataVersion, settings: P1Settings) -> Path:
             f"run `dvc checkout {version.path.name}` in {version.path.parent}",
         )
     return version.path
+
+
+def scratch_project(version: DataVersion) -> DataVersion:
+    """The same version in a DVC project of its own, $TMPDIR/p1-dvc/<md5>: the
+    checkout's DVC config (its remote) and a copy of the pointer, no git. Runs
+    that pull one version share it and take turns on its lock (open_repo)."""
+    root = Path(tempfile.gettempdir()) / "p1-dvc" / version.md5
+    (root / ".dvc").mkdir(parents=True, exist_ok=True)
+    config = (version.dvc_root / ".dvc" / "config").read_text()
+    config = (
+        config.replace("[core]", "[core]\n    no_scm = true", 1)
+        if "[core]" in config
+        else f"[core]\n    no_scm = true\n{config}"
+    )
+    pointer = root / version.pointer.name
+    for path, text in ((root / ".dvc" / "config", config), (pointer, version.pointer.read_text())):
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(text)
+        partial.replace(path)  # whole or not at all, when two runs write it at once
+    return DataVersion(path=root / version.path.name, pointer=pointer, md5=version.md5, dvc_root=root)
 
 
 def publish(settings: P1Settings) -> DataVersion:

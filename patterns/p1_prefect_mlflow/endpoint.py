@@ -14,7 +14,7 @@ Who owns what:
 Polling, not an event: the alias moves from the flow, the MLflow UI or any
 client, and the registry is the one place that sees every move.
 
-    python endpoint.py    serve on 127.0.0.1:P1_ENDPOINT_PORT until stopped
+    python endpoint.py    serve on 127.0.0.1:P1_ENDPOINT_PORT until stopped (P1_ENDPOINT_HOST)
 
 Every answer names the version that gave it (header X-Model-Version), and
 GET /version says what is loaded: {"model", "version", "loaded_at", "refused"}.
@@ -148,9 +148,10 @@ def main() -> None:
     follow_once(endpoint, MlflowClient())  # the champion before the first request
     stop = threading.Event()
     threading.Thread(target=follow, args=(endpoint, settings, stop), name="follow-champion", daemon=True).start()
-    log.info("endpoint for %s@champion on http://127.0.0.1:%d", settings.model_name, settings.endpoint_port)
+    where = f"http://{settings.endpoint_host}:{settings.endpoint_port}"
+    log.info("endpoint for %s@champion on %s", settings.model_name, where)
     try:
-        uvicorn.run(endpoint, host="127.0.0.1", port=settings.endpoint_port, log_level="warning")
+        uvicorn.run(endpoint, host=settings.endpoint_host, port=settings.endpoint_port, log_level="warning")
     finally:
         stop.set()
 

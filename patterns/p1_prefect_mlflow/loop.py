@@ -22,6 +22,7 @@ with seed N, one more than the last run's, so a second run retrains too.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -56,6 +57,19 @@ def next_run(settings: P1Settings) -> int:
 
 def last_run(names: list[str]) -> int:
     return max((int(m.group(1)) for name in names if (m := re.match(r"loop-(\d+)-", name))), default=0)
+
+
+def claim_run(settings: P1Settings) -> int:
+    """next_run's N, claimed: its first batch file created empty, exclusively, so two loops
+    started together in one checkout (a local and a compose stack) never share a batch."""
+    n = next_run(settings)
+    data.BATCHES.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            os.close(os.open(data.BATCHES / f"loop-{n}-fresh.csv", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return n
+        except FileExistsError:
+            n += 1
 
 
 def publish(settings: P1Settings, batch: str, seed: int, shift: float, event: bool) -> tuple[str, str, str]:
@@ -203,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         preflight(settings, min(timeout, 60))  # the endpoint and the deployment, just started
-        n = next_run(settings)
+        n = claim_run(settings)
         print(f"1. New data like the bundled set: data.py publishes it, the trigger retrains on it (loop run {n}).")
         fresh_file, fresh_md5, data_event = publish(settings, f"loop-{n}-fresh", seed=n, shift=0.0, event=True)
         print(f"   {fresh_file} md5={fresh_md5}: emitted {data_event}")
@@ -248,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         "pattern": "p1",
         "step": "loop",
         "status": "ok",
+        "batches": f"loop-{n}",
         "data_event": data_event,
         "data_run": first["prefect_flow_run"],
         "data_decision": first["decision"],

@@ -68,6 +68,9 @@ class P1Settings(BaseSettings):
     serve_timeout: float = Field(90.0, gt=0, validation_alias=_env("SERVE_TIMEOUT"))
     # The live endpoint (endpoint.py): its port on 127.0.0.1, and how often it reads @champion.
     endpoint_port: int = Field(5050, ge=1, le=65535, validation_alias=_env("ENDPOINT_PORT"))
+    # The address it binds: loopback. Only a container whose port is published on the
+    # host's 127.0.0.1 binds 0.0.0.0 inside it (docker-compose.yml, p1-endpoint).
+    endpoint_host: str = Field("127.0.0.1", validation_alias=_env("ENDPOINT_HOST"))
     endpoint_poll_seconds: float = Field(5.0, gt=0, validation_alias=_env("ENDPOINT_POLL_SECONDS"))
     # Drift (python flow.py score): at this share of drifted features or more, the
     # scoring emits p1.drift.detected and p1-retrain trains on the batch. 0.5 is

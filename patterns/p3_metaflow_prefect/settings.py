@@ -16,6 +16,7 @@ which each entry point calls before it imports Prefect or Metaflow).
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -111,6 +112,11 @@ class P3Settings(BaseSettings):
             "AWS_ACCESS_KEY_ID": self.s3_access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.s3_secret_access_key,
             "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            # Metaflow's S3 client stages files in metaflow.s3.* folders (mode 0700) under
+            # ARTIFACT_LOCALROOT (the datastore) and TEMPDIR, both by default the working
+            # folder, this checkout: the system's temp folder instead.
+            "METAFLOW_ARTIFACT_LOCALROOT": os.environ.get("METAFLOW_ARTIFACT_LOCALROOT", tempfile.gettempdir()),
+            "METAFLOW_TEMPDIR": os.environ.get("METAFLOW_TEMPDIR", tempfile.gettempdir()),
             # Metaflow records who ran each run and refuses to run as "root"
             # or with no user at all (as under a process manager).
             "METAFLOW_USER": _metaflow_user(),

@@ -1,6 +1,7 @@
 """The compose tier, run for real (`make test-compose`): the stack comes up
-healthy, patterns 1 to 4 succeed against it, data survives restarts of the
-stateful services, and `make down` keeps the named volumes.
+healthy, patterns 1 to 4 succeed against it (pattern 1 with its loop, through
+the p1 profile's containers), and `make down` then `make up` keeps the named
+volumes and every piece of data.
 
 The stack: `make up STACK=compose` once for this module, as a compose project
 of its own (`hybrid-ml-patterns-test`) on free loopback ports, so a stack you
@@ -26,6 +27,8 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import (
     REPO,
+    RESULT_RE,
+    Completed,
     Stack,
     free_port,
     free_port_run,
@@ -33,9 +36,9 @@ from conftest import (
     parse_result,
     process_tree,
     read_secrets,
+    remove_loop_batches,
     run,
     stack_env,
-    wait_for,
 )
 
 PROJECT = "hybrid-ml-patterns-test"
@@ -52,6 +55,8 @@ ALL_SERVICES = {
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
+    "p1-retrain",
+    "p1-endpoint",
     "p3-worker-1",
     "p3-worker-2",
     "p4-worker",
@@ -99,6 +104,9 @@ def compose_stack(request: pytest.FixtureRequest) -> Iterator[ComposeStack]:
         # What the containers and the host must agree on, inside the mounted checkout.
         P3_METAFLOW_METADATA_DIR=str(state / "p3-metaflow"),
         P4_STATE_DIR=str(state / "p4"),
+        # Pattern 1's endpoint container, published here; it reads @champion every 0.5 s.
+        P1_ENDPOINT_PORT=str(free_port()),
+        P1_ENDPOINT_POLL_SECONDS="0.5",
     )
     stack = ComposeStack(env=env, state_dir=state)
     # A project left behind by an interrupted session starts from nothing.
@@ -120,10 +128,20 @@ def compose_stack(request: pytest.FixtureRequest) -> Iterator[ComposeStack]:
 
 
 @pytest.fixture(scope="module")
-def p1_run(compose_stack: ComposeStack) -> dict[str, str]:
-    done = compose_stack.make("pattern-1", timeout=900)
-    assert done.returncode == 0, done.output[-4000:]
-    return parse_result(done.stdout)
+def p1_loop(compose_stack: ComposeStack) -> Iterator[Completed]:
+    """`make pattern-1-loop STACK=compose`, once: `make pattern-1` (the first training,
+    on the bundled data), then the loop through the p1 profile's containers."""
+    done = compose_stack.make("pattern-1-loop", timeout=900)
+    yield done
+    remove_loop_batches(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def p1_run(p1_loop: Completed) -> dict[str, str]:
+    """The Result line of `make pattern-1`, the loop's first step."""
+    first = RESULT_RE.findall(p1_loop.stdout)
+    assert first, p1_loop.output[-6000:]
+    return dict(field.split("=", 1) for field in first[0].split())
 
 
 def effective_uids(pids: set[int]) -> set[int]:
@@ -241,7 +259,7 @@ def test_services_refuse_requests_without_credentials(compose_stack: ComposeStac
         if c["State"]["Running"]
     }
     assert len(uids) >= 11 and all(found and 0 not in found for found in uids.values()), uids
-    code = [name for name in uids if name.startswith(("airflow-", "p3-worker", "p4-worker"))]
+    code = [name for name in uids if name.startswith(("airflow-", "p1-", "p3-worker", "p4-worker"))]
     assert code and all(uids[name] == {os.getuid() or 10001} for name in code), uids
     # Pattern code reads the checkout from a read-only mount; pattern 3's metadata folder it writes.
     metadata = compose_stack.env["P3_METAFLOW_METADATA_DIR"]
@@ -251,7 +269,7 @@ def test_services_refuse_requests_without_credentials(compose_stack: ComposeStac
         "    print(path, 'read-only' if os.statvfs(path).f_flag & os.ST_RDONLY else 'writable')\n"
         "p = pathlib.Path(sys.argv[-1], '.probe'); p.write_text('x'); p.unlink()\n"
     )
-    for name in ("airflow-scheduler", "p3-worker-1", "p4-worker"):
+    for name in ("airflow-scheduler", "p1-retrain", "p3-worker-1", "p4-worker"):
         done = compose_stack.compose("exec", "-T", name, "python", "-c", probe, str(REPO), metadata)
         assert f"{REPO} read-only" in done.stdout, (name, done.output)
         if name.startswith("p3-worker"):
@@ -260,10 +278,9 @@ def test_services_refuse_requests_without_credentials(compose_stack: ComposeStac
 
 # ---- the patterns, with environment changes only ----------------------------------------
 def test_pattern_1_registers_a_model(compose_stack: ComposeStack, p1_run: dict[str, str]) -> None:
-    assert p1_run["status"] == "ok" and p1_run["decision"] == "promoted"
-    versions = compose_stack.model_versions(P1_MODEL)
-    assert [v["version"] for v in versions] == [p1_run["version"]]
-    assert compose_stack.alias_version(P1_MODEL, "champion") == p1_run["version"]
+    assert p1_run["status"] == "ok" and p1_run["decision"] == "promoted" and p1_run["version"] == "1", p1_run
+    first = [v for v in compose_stack.model_versions(P1_MODEL) if v["version"] == "1"]
+    assert first and first[0]["run_id"] == p1_run["mlflow_run"], first
     # Its files went to the compose S3, through the MLflow server: the run's
     # plot, and the logged model (MLflow 3 keeps it under models/m-<id>).
     version = compose_stack.mlflow_get("model-versions/get", name=P1_MODEL, version=p1_run["version"])
@@ -272,6 +289,26 @@ def test_pattern_1_registers_a_model(compose_stack: ComposeStack, p1_run: dict[s
     keys = [o["Key"] for o in listing]
     assert any(p1_run["mlflow_run"] in k and k.endswith("confusion_matrix.png") for k in keys), keys[:20]
     assert any(f"/{model_id}/" in k and k.endswith("MLmodel") for k in keys), (model_id, keys[:20])
+
+
+def test_pattern_1_loop_runs_in_the_p1_containers(compose_stack: ComposeStack, p1_loop: Completed) -> None:
+    """The loop on the compose tier: the triggers on the compose Prefect server start each
+    retraining in the p1-retrain container (the checkout read-only there: the data version
+    is fetched into the container), and the p1-endpoint container follows the champion on
+    the published loopback port."""
+    assert p1_loop.returncode == 0, p1_loop.output[-6000:]
+    loop = parse_result(p1_loop.stdout)
+    assert loop["data_event"].startswith("p1.data.published:") and loop["drift_event"].startswith("p1.drift.detected:")
+    assert float(loop["calm_drift"]) < 0.5 <= float(loop["drift_share"]), loop
+    champion = compose_stack.alias_version(P1_MODEL, "champion")
+    assert loop["drift_decision"] == "promoted" and loop["champion"] == loop["endpoint"] == champion, loop
+    retrain_log = compose_stack.compose("logs", "p1-retrain").stdout
+    for flow_run_id in (loop["data_run"], loop["drift_run"]):
+        flow_run = compose_stack.prefect_get(f"flow_runs/{flow_run_id}")
+        assert flow_run["state_type"] == "COMPLETED" and flow_run["created_by"]["type"] == "AUTOMATION", flow_run
+        assert flow_run_id in retrain_log, "the run was not executed by the p1-retrain container"
+    served = compose_stack.compose("logs", "p1-endpoint").stdout
+    assert f"serving models:/{P1_MODEL}/{champion} (@champion)" in served, served[-3000:]
 
 
 def test_pattern_2_runs_the_dag_in_the_compose_airflow(compose_stack: ComposeStack) -> None:
@@ -316,33 +353,17 @@ def test_pattern_4_cycle_deploys_and_runs_on_the_compose_worker(compose_stack: C
     assert run["labels"].get("prefect.worker.name", "").startswith("p4-worker-pid"), run["labels"]
 
 
-# ---- data survives restarts and `down` --------------------------------------------
-def test_data_survives_restart_of_the_stateful_services(compose_stack: ComposeStack, p1_run: dict[str, str]) -> None:
+# ---- data survives `down` and `up` ------------------------------------------------
+def test_down_and_up_keep_the_named_volumes_and_every_piece_of_data(
+    compose_stack: ComposeStack, p1_run: dict[str, str]
+) -> None:
+    """`make down` removes the containers and keeps the volumes; `make up` brings every
+    service back healthy on the same data: the model versions and the champion (MLflow in
+    Postgres), the files behind them (S3), the flow runs (Prefect in Postgres), and the
+    endpoint serving that champion again."""
     flow_run = p1_run["prefect_flow_run"]
-    before = compose_stack.model_versions(P1_MODEL)
-    restarted = compose_stack.compose("restart", "postgres", "s3", "mlflow", "prefect-server", timeout=300)
-    assert restarted.returncode == 0, restarted.output
-    up = compose_stack.compose("up", "-d", "--pull", "never", timeout=600)
-    assert up.returncode == 0, up.output[-4000:]
-    # Every service healthy again. Not `up --wait`: it gives up on the first unhealthy
-    # report, and a worker is rightly reported unhealthy while prefect-server, which it
-    # polls, is down (no heartbeat within 30 s); it recovers once the server answers.
-    wait_for(lambda: not unhealthy(compose_stack), 600, "every compose service healthy after the restart")
-    assert compose_stack.model_versions(P1_MODEL) == before
-    assert compose_stack.alias_version(P1_MODEL, "champion") == p1_run["version"]
-    assert compose_stack.prefect_get(f"flow_runs/{flow_run}")["state_type"] == "COMPLETED"
-    # The model's files come back from S3 through MLflow.
-    files = compose_stack.mlflow_get("artifacts/list", run_id=p1_run["mlflow_run"], path="plots")["files"]
-    png = httpx.get(
-        f"{compose_stack.mlflow}/get-artifact",
-        params={"path": files[0]["path"], "run_uuid": p1_run["mlflow_run"]},
-        auth=compose_stack.mlflow_auth,
-        timeout=30,
-    )
-    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_down_keeps_named_volumes(compose_stack: ComposeStack, p1_run: dict[str, str]) -> None:
+    versions = compose_stack.model_versions(P1_MODEL)
+    champion = compose_stack.alias_version(P1_MODEL, "champion")  # the loop's
     volumes = compose_stack.volumes()
     expected = {f"{PROJECT}_{v}" for v in ("postgres-data", "s3-data", "airflow-home", "mlflow-auth")}
     assert expected <= volumes, volumes
@@ -353,7 +374,21 @@ def test_down_keeps_named_volumes(compose_stack: ComposeStack, p1_run: dict[str,
     up = compose_stack.make("up", timeout=900)
     assert up.returncode == 0, up.output[-4000:]
     assert_healthy(compose_stack)
-    assert compose_stack.alias_version(P1_MODEL, "champion") == p1_run["version"]
+    assert compose_stack.model_versions(P1_MODEL) == versions
+    assert compose_stack.alias_version(P1_MODEL, "champion") == champion
+    assert compose_stack.prefect_get(f"flow_runs/{flow_run}")["state_type"] == "COMPLETED"
+    # The model's files come back from S3 through MLflow.
+    files = compose_stack.mlflow_get("artifacts/list", run_id=p1_run["mlflow_run"], path="plots")["files"]
+    png = httpx.get(
+        f"{compose_stack.mlflow}/get-artifact",
+        params={"path": files[0]["path"], "run_uuid": p1_run["mlflow_run"]},
+        auth=compose_stack.mlflow_auth,
+        timeout=30,
+    )
+    assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    # The endpoint container loads @champion before it answers.
+    port = compose_stack.env["P1_ENDPOINT_PORT"]
+    assert httpx.get(f"http://127.0.0.1:{port}/version", timeout=10).json()["version"] == champion
 
 
 def airflow_token(stack: ComposeStack, base: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import PATTERNS, RESULT_RE, Stack, free_port, parse_result, wait_for
+from conftest import PATTERNS, RESULT_RE, Stack, free_port, parse_result, remove_loop_batches, wait_for
 
 P1 = PATTERNS / "p1_prefect_mlflow"
 MODEL = "p1-breast-cancer"
@@ -376,7 +376,7 @@ def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, 
     It moves p1-breast-cancer@champion: it runs after the tests that read v1 as champion."""
     env = {"P1_ENDPOINT_PORT": str(free_port()), "P1_ENDPOINT_POLL_SECONDS": "0.5"}
     batches = P1 / "data" / "batches"
-    before = set(batches.iterdir())
+    done = None
     try:
         done = stack.make("pattern-1-loop", env=env)
         assert done.returncode == 0, done.output
@@ -414,7 +414,7 @@ def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, 
             assert tags(trained[0]["data"])["p1.trigger_event"] == event
             return trained[0]
 
-        (n,) = {p.name.split("-")[1] for p in set(batches.iterdir()) - before}  # this run's loop-N-*
+        n = loop["batches"].removeprefix("loop-")  # this run's loop-N-*
         kept = triggered(loop["data_run"], loop["data_event"], f"loop-{n}-fresh")
         assert tags(kept["data"])["p1.decision"] == "kept-champion" and "p1.model_version" not in tags(kept["data"])
         assert f"does not beat champion v{first_run['version']}" in tags(kept["data"])["p1.decision_reason"]
@@ -483,8 +483,7 @@ def test_the_loop_retrains_on_new_data_and_drift_through_triggers(stack: Stack, 
     finally:
         for program in ("p1-retrain", "p1-endpoint"):
             stack.stack_py("remove", program)
-        for path in set(batches.iterdir()) - before:
-            path.unlink()
+        remove_loop_batches(done.stdout if done else "", "twice.csv")
 
 
 def _serving(port: str) -> str | None:

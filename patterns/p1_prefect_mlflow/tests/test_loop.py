@@ -160,3 +160,35 @@ def test_seed_and_shift_without_a_batch_are_a_usage_error(capsys) -> None:
     with pytest.raises(SystemExit) as exited:
         data.main(["publish", "--shift", "0.5"])
     assert exited.value.code == 2 and "give --batch NAME too" in capsys.readouterr().err
+
+
+def test_two_loops_started_together_claim_different_batches(tmp_path: Path, monkeypatch) -> None:
+    import loop
+
+    monkeypatch.setattr(data, "BATCHES", tmp_path)
+    monkeypatch.setattr(loop, "next_run", lambda settings: 3)  # both read the same N
+    assert [loop.claim_run(None), loop.claim_run(None)] == [3, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop-3-fresh.csv", "loop-4-fresh.csv"]
+
+
+# ## A checkout that cannot be written (the compose tier's p1-retrain container)
+def test_a_read_only_checkout_pulls_into_a_dvc_project_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    """The version is fetched into $TMPDIR/p1-dvc/<md5>: the checkout's remote, a copy of
+    the pointer, no git; DVC opens it as a project."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(data.tempfile, "gettempdir", lambda: str(tmp_path))
+    version = data.data_version(POINTER.with_suffix(""))
+    scratch = data.scratch_project(version)
+    assert scratch.dvc_root == tmp_path / "p1-dvc" / POINTER_MD5 and scratch.md5 == version.md5
+    assert scratch.path == scratch.dvc_root / "breast_cancer.csv" and not scratch.path.exists()
+    assert scratch.pointer.read_text() == POINTER.read_text()
+    config = (scratch.dvc_root / ".dvc" / "config").read_text()
+    assert "no_scm = true" in config and "url = s3://dvc/p1_prefect_mlflow" in config
+    settings = SimpleNamespace(s3_endpoint_url="http://127.0.0.1:1", s3_access_key_id="k", s3_secret_access_key="s")
+    repo = data.open_repo(scratch.dvc_root, settings)
+    try:
+        assert repo.config["core"]["remote"] == "storage" and type(repo.scm).__name__ == "NoSCM"
+    finally:
+        repo.close()
+    assert data.scratch_project(version) == scratch  # a second pull of that version: the same project

@@ -5,6 +5,7 @@ the store to Metaflow and the API to Prefect."""
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -47,6 +48,8 @@ def test_the_store_root_is_normalised(clean_env, monkeypatch: pytest.MonkeyPatch
     env = s.metaflow_env()
     assert env["METAFLOW_DATASTORE_SYSROOT_S3"] == "s3://bucket/some/prefix/metaflow"
     assert env["METAFLOW_DATATOOLS_S3ROOT"] == "s3://bucket/some/prefix/data"
+    # Its S3 client's staging folders go to the temp folder, not into this checkout.
+    assert env["METAFLOW_TEMPDIR"] == env["METAFLOW_ARTIFACT_LOCALROOT"] == tempfile.gettempdir()
 
 
 @pytest.mark.parametrize(
