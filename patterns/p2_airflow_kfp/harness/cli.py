@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from harness import in_process
 
         in_process.exec_airflow(settings, argv[1:])
+    if argv[:1] == ["services"]:
+        from harness import services
+
+        return services.main(argv[1:])
     logical_date, conf = parse_args(argv)
     started = time.monotonic()
     api_url = settings.airflow_api_url.rstrip("/")
@@ -68,10 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary(outcome, time.monotonic() - started, api_url))
     line = report.result_line(outcome)
     if outcome["status"] != "ok":
-        for task, errors in (run.get("task_errors") or {}).items():  # a remote run: its tasks' errors
-            print(f"{task} failed: " + "\n  ".join(errors or ["(no error in its log; see the UI)"]), file=sys.stderr)
+        for part in ("etl", "train"):  # a remote run: its tasks' errors
+            for task, errors in ((run.get(part) or {}).get("task_errors") or {}).items():
+                print(
+                    f"{task} failed: " + "\n  ".join(errors or ["(no error in its log; see the UI)"]), file=sys.stderr
+                )
         if run.get("already_ended"):
-            print(mode.rerun_hint(settings, run["run_id"]), file=sys.stderr)
+            print(mode.rerun_hint(settings, run["etl"]["run_id"]), file=sys.stderr)
         print(line, file=sys.stderr)
         return 1
     print(line)
