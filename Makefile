@@ -406,6 +406,11 @@ _p1-endpoint-bench: _uv
 _p1-events-bench: _uv
 	@cd $(P1) && $(UV) run --locked python $(ROOT)/bench/p1_events.py $(or $(BENCH_REPEAT),3)
 
+.PHONY: _p2-airflow-stop
+_p2-airflow-stop: _uv  # the bench: pattern 2's Airflow services stopped, the stack and their database kept
+	@for name in p2-airflow-api p2-airflow-scheduler p2-airflow-dag-processor p2-airflow-triggerer; do \
+	  $(STACK_PY) remove $$name; done
+
 .PHONY: _p3-overhead
 _p3-overhead: p3-workers
 	@cd $(P3) && $(UV) run --locked python $(ROOT)/bench/p3_overhead.py $(or $(BENCH_REPEAT),3)

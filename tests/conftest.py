@@ -361,6 +361,7 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         STACK_MLFLOW_PORT=str(mlflow),
         STACK_S3_PORT=str(s3),
         STACK_SEAWEED_PORT_BASE=str(free_port_run(7)),
+        STACK_AIRFLOW_PORT=str(free_port()),  # pattern 2's api-server (make p2-airflow)
         PREFECT_API_URL=f"http://127.0.0.1:{prefect}/api",
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow}",
         S3_ENDPOINT_URL=f"http://127.0.0.1:{s3}",
@@ -497,10 +498,14 @@ def p1_first_run(stack: Stack) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def p2_env(stack: Stack) -> dict[str, str]:
-    """Pattern 2's environment on the session stack: its own state folder, and
-    nothing from the caller that could point it or Airflow elsewhere."""
+    """Pattern 2's environment on the session stack: its own state folder, no
+    clock on the ETL DAG (unpausing a daily DAG makes the scheduler start the
+    latest interval's run too: it would train before the test's own run), and
+    nothing from the caller that could point it or Airflow elsewhere. Every
+    `make pattern-2` of a session passes the same P2_* on to Airflow's services:
+    others would make `stack.py add` restart them."""
     env = {k: v for k, v in stack.env.items() if not k.startswith(("P2_", "AIRFLOW", "KFP_", "VIRTUAL_ENV"))}
-    return env | {"P2_STATE_DIR": str(stack.state_dir / "p2")}
+    return env | {"P2_STATE_DIR": str(stack.state_dir / "p2"), "P2_SCHEDULE": ""}
 
 
 @pytest.fixture(scope="session")

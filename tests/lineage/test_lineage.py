@@ -99,14 +99,12 @@ def test_p1_chain_from_model_version_mlflow_run_and_prefect_run(lstack: Stack, p
 
 
 # ---- pattern 2: Airflow DAG run, KFP run ------------------------------------------
-def test_p2_chain_from_dag_run_and_kfp_run(lstack: Stack) -> None:
-    # A logical date of its own: a second run of a date replaces the first DAG run's
-    # records in Airflow (DAG.test()), which pattern 2's smoke test reads for its date.
+def test_p2_chain_from_training_run_through_asset_event_and_kfp_run(lstack: Stack) -> None:
     date = "2026-06-01"
     done = lstack.make("pattern-2", env={"ARGS": f"--date {date}"})
     assert done.returncode == 0, done.output[-5000:]
     result = parse_result(done.stdout)
-    assert result["decision"] == "published" and result["reused"] == "false"
+    assert result["decision"] == "published"
     bucket, key = result["dataset"].removeprefix("s3://").split("/", 1)
     dataset = lstack.s3().get_object(Bucket=bucket, Key=key)
     data_sha = hashlib.sha256(dataset["Body"].read()).hexdigest()
@@ -115,25 +113,26 @@ def test_p2_chain_from_dag_run_and_kfp_run(lstack: Stack) -> None:
         "pattern": "p2",
         "git_commit": commit_of(P2),
         "data_version": data_sha,
-        "orchestrator_run": f"p2_airflow_kfp/{result['dag_run']}",
+        "orchestrator_run": f"p2_train/{result['train_run']}",
         "tracker_run": result["kfp_run_id"],
         "model_version": f"{result['published']}/model.joblib",
     }
-    for given in (f"p2_airflow_kfp/{result['dag_run']}", result["kfp_run_id"]):
-        found = chain(lstack, given)
-        assert links(found) == expected, (given, found["_output"])
+    # From the published model's training run: back through its asset event to the ETL run.
+    found = chain(lstack, f"p2_train/{result['train_run']}")
+    assert links(found) == expected, found["_output"]
+    assert f"written by p2_etl/{result['etl_run']} (ETL run success" in found["_output"]
+    assert "asset event of s3://p2-data/datasets/wine" in found["_output"]
+    # From the KFP run: the training run that trained it (this one, or an earlier run on the
+    # same dataset content when this one reused it), the same data and commit.
+    kfp = links(chain(lstack, result["kfp_run_id"]))
+    same = ("pattern", "git_commit", "data_version", "tracker_run")
+    assert {k: kfp[k] for k in same} == {k: expected[k] for k in same}
+    assert kfp["orchestrator_run"].startswith("p2_train/")
+    if result["reused"] == "false":
+        assert kfp == expected
+    else:
+        assert f"reused KFP run {result['kfp_run_id']}" in found["_output"]
     assert lstack.s3().head_object(Bucket=bucket, Key=f"published/ds={date}/model.joblib")
-
-    # The same date again: a new DAG run that reuses the KFP run. From the KFP run,
-    # the chain names the DAG run that trained it; from the new DAG run, the reuse.
-    again = lstack.make("pattern-2", env={"ARGS": f"--date {date}"})
-    assert again.returncode == 0, again.output[-5000:]
-    rerun = parse_result(again.stdout)
-    assert rerun["reused"] == "true" and rerun["kfp_run_id"] == result["kfp_run_id"]
-    assert links(chain(lstack, result["kfp_run_id"])) == expected
-    found = chain(lstack, f"p2_airflow_kfp/{rerun['dag_run']}")
-    assert links(found) == expected | {"orchestrator_run": f"p2_airflow_kfp/{rerun['dag_run']}"}
-    assert f"reused KFP run {result['kfp_run_id']}" in found["_output"]
 
 
 # ---- pattern 3: Metaflow run, Prefect flow run ------------------------------------
@@ -202,7 +201,7 @@ def test_p4_chain_from_release_and_prefect_run(lstack: Stack, p4_cycle: dict) ->
         ("0" * 32, "no mlflow-run '00000000000000000000000000000000' in MLflow"),
         ("models:/no-such-model/1", "has no version 1 of registered model 'no-such-model'"),
         ("local-000000000000", "no kfp-run 'local-000000000000' in the run records s3://p2-data/runs/"),
-        ("p2_airflow_kfp/manual__1999-01-01T00:00:00+00:00", "no airflow-run"),
+        ("p2_train/manual__1999-01-01T00:00:00+00:00", "no airflow-run"),
         ("P3TrainFlow/1", "no metaflow-run 'P3TrainFlow/1' in Metaflow's metadata"),
         ("f" * 40, "no release 'ffffffffffffffffffffffffffffffffffffffff' in s3://p4-models/models/"),
         ("what-is-this", "'what-is-this' is not an id this command knows"),

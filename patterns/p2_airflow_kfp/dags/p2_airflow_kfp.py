@@ -61,7 +61,14 @@ TASK_DEFAULTS = {"retries": 0, "execution_timeout": timedelta(minutes=5)}
 
 
 # ## Airflow's ETL: daily, and its output is an asset event
-@dag(dag_id=ETL_DAG_ID, schedule=SETTINGS.schedule or None, default_args=TASK_DEFAULTS, tags=["p2"], doc_md=__doc__, **DEFAULTS)
+@dag(
+    dag_id=ETL_DAG_ID,
+    schedule=SETTINGS.schedule or None,
+    default_args=TASK_DEFAULTS,
+    tags=["p2"],
+    doc_md=__doc__,
+    **DEFAULTS,
+)
 def p2_etl():
     @task
     @fail_fast

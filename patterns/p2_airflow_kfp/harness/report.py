@@ -1,8 +1,9 @@
-"""This repository's harness (not the pattern): a DAG run's outcome, read from
-its task states and `return_value` XComs, as a summary for a person and one
-stable `Result:` line for scripts and tests. Both harness modes
-(in_process.py, rest.py) hand over the same dict:
-{"run_id", "state", "tasks": {task: state}, "xcom": {task: value}}.
+"""This repository's harness (not the pattern): the outcome of an ETL run and
+the training run its asset event started, read from their task states and
+`return_value` XComs, as a summary for a person and one stable `Result:` line
+for scripts and tests. Both harness modes (in_process.py, rest.py) hand over
+the same dict: {"etl": run, "train": run or None, "asset_event": event or None},
+a run being {"run_id", "run_type", "state", "tasks": {task: state}, "xcom": {task: value}}.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import quote
 
-from settings import PATTERN_DIR, P2Settings
+from settings import P2Settings
 
 # The DAGs' ids and file, spelled out: importing the DAG file imports airflow.
 ETL_DAG_ID, TRAIN_DAG_ID, DAG_FILE = "p2_etl", "p2_train", "p2_airflow_kfp.py"
@@ -79,9 +80,12 @@ def result_line(o: dict) -> str:
 
 def summary(o: dict, seconds: float, api_url: str = "") -> str:
     runs = [(ETL_DAG_ID, o["etl_run"]), (TRAIN_DAG_ID, o["train_run"])]
-    env = f"cd {PATTERN_DIR} && uv run --locked python -m harness airflow"
-    inspect = [f"{env} tasks states-for-dag-run {dag} {run}" for dag, run in runs if run]
-    ui = f"{env} api-server --port 8080   then http://127.0.0.1:8080/dags/{TRAIN_DAG_ID}"
+    # In-process runs keep their own database (a scheduler must never see them).
+    db = P2Settings().dag_test_home / "airflow.db"
+    inspect = [
+        f"sqlite3 {db} \"select task_id, state from task_instance where run_id = '{run}'\"" for _, run in runs if run
+    ]
+    ui = "none in-process: `make pattern-2` starts Airflow's services, with their UI"
     if api_url:  # a running Airflow: its REST API and its UI
         inspect = [
             f"{api_url}/api/v2/dags/{dag}/dagRuns/{quote(run, safe='')}/taskInstances" for dag, run in runs if run

@@ -383,22 +383,30 @@ class AirflowAPI:
         }
 
     # ## The handoff: the ETL run's asset event, and the training run it started
-    def asset_event_of(self, etl_run_id: str) -> dict | None:
+    def asset_events_of(self, etl_run_id: str) -> list[dict] | None:
+        """The asset events an ETL run wrote, newest first; None while Airflow cannot
+        list them: Airflow 3.3 answers 500 while a DAG run created from the event has
+        not started yet (its start_date is NULL; apache/airflow#71360, fixed by #71379)."""
         response = self.call(
             "GET",
             "/api/v2/assets/events",
+            expect=(200, 500),
             params={"source_dag_id": ETL_DAG_ID, "source_run_id": etl_run_id, "order_by": "-timestamp"},
         )
-        events = response.json().get("asset_events", [])
-        return events[0] if events else None
+        return response.json().get("asset_events", []) if response.status_code == 200 else None
 
-    def training_run_for(self, event: dict) -> tuple[dict, dict]:
-        """The p2_train run the scheduler created from this asset event (waited for,
-        bounded by P2_DAG_PARSE_TIMEOUT), and the event as it then reads."""
+    def training_run_for(self, etl_run_id: str) -> tuple[dict | None, dict | None]:
+        """The asset event of a successful ETL run and the p2_train run the scheduler
+        created from it, waited for (bounded by P2_DAG_PARSE_TIMEOUT); (None, None)
+        if the run wrote no event."""
         wait = self.settings.dag_parse_timeout
         deadline = time.monotonic() + wait
         while True:
-            runs = [r for r in event.get("created_dagruns") or [] if r.get("dag_id") == TRAIN_DAG_ID]
+            events = self.asset_events_of(etl_run_id)
+            if events == []:
+                return None, None
+            event = events[0] if events else None
+            runs = [r for r in (event or {}).get("created_dagruns") or [] if r.get("dag_id") == TRAIN_DAG_ID]
             if runs:
                 run = self.call("GET", self.run_path(TRAIN_DAG_ID, runs[-1]["run_id"])).json()
                 print(
@@ -409,13 +417,12 @@ class AirflowAPI:
                 return run, event
             if time.monotonic() >= deadline:
                 raise P2Error(
-                    f"no {TRAIN_DAG_ID} run was created from asset event {event['id']} of {event.get('uri')} "
+                    f"no {TRAIN_DAG_ID} run was created from the asset event of {ETL_DAG_ID} run {etl_run_id} "
                     f"within {wait:.0f} s",
                     f"check that the scheduler runs and that {TRAIN_DAG_ID} is not paused (Airflow queues asset "
                     f"events only for unpaused DAGs: trigger {TRAIN_DAG_ID} by hand to train on the newest dataset)",
                 )
             time.sleep(POLL_SECONDS / 2)
-            event = self.asset_event_of(event["source_run_id"]) or event
 
 
 def recorded_at(error: dict) -> datetime:
@@ -450,11 +457,10 @@ def trigger_and_wait(settings: P2Settings, logical_date: datetime, conf: dict) -
         ended = not created and run.get("state") in TERMINAL
         etl = api.results(ETL_DAG_ID, api.wait(ETL_DAG_ID, run))
         answer = {"etl": etl, "train": None, "asset_event": None, "created": created, "already_ended": ended}
-        event = api.asset_event_of(etl["run_id"])
-        if etl["state"] != "success" or event is None:
+        train, event = api.training_run_for(etl["run_id"]) if etl["state"] == "success" else (None, None)
+        if train is None:
             print(f"No asset event from {etl['run_id']}: nothing trains", flush=True)
             return answer
-        train, event = api.training_run_for(event)
         return answer | {"train": api.results(TRAIN_DAG_ID, api.wait(TRAIN_DAG_ID, train)), "asset_event": event}
 
 
