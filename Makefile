@@ -115,7 +115,7 @@ setup: _uv ## Install uv and every environment from its lock file
 .PHONY: up down status logs env compose-build compose-reset
 env: ## Print the stack's URLs and generated credentials as exports: eval "$(make -s env)"
 	@for v in PREFECT_API_URL PREFECT_API_AUTH_STRING MLFLOW_TRACKING_URI MLFLOW_TRACKING_USERNAME \
-	  MLFLOW_TRACKING_PASSWORD S3_ENDPOINT_URL S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY; do \
+	  MLFLOW_TRACKING_PASSWORD S3_ENDPOINT_URL S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY P2_AIRFLOW_API_URL P2_AIRFLOW_PASSWORD; do \
 	  printf 'export %s=%q\n' "$$v" "$${!v}"; done
 
 up: _uv ## Start the stack (idempotent) and wait until it is healthy; compose: every profile
