@@ -379,6 +379,29 @@ def stack_env(state_dir: Path) -> dict[str, str]:
     return env
 
 
+LINEAGE_RE = re.compile(r"^Lineage: (.*)$", re.MULTILINE)
+
+
+def commit_of(folder: Path) -> str:
+    """What patterns 1-3 record as their code version: HEAD, with -dirty when the
+    folder has uncommitted changes."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "."], cwd=folder, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return f"{head.stdout.strip()}-dirty" if dirty else head.stdout.strip()
+
+
+def lineage_chain(stack: Stack, given: str, *args: str) -> dict[str, str]:
+    """infra/lineage/lineage.py GIVEN on this stack: the fields of its `Lineage:` line,
+    and its whole output under `_output`."""
+    done = in_env(REPO, "python", str(REPO / "infra" / "lineage" / "lineage.py"), given, *args, env=stack.env, cwd=REPO)
+    assert done.returncode == 0, done.output[-3000:]
+    lines = LINEAGE_RE.findall(done.stdout)
+    assert len(lines) == 1, done.output[-3000:]
+    return dict(field.split("=", 1) for field in lines[0].split()) | {"_output": done.stdout}
+
+
 def remove_loop_batches(loop_output: str, *names: str) -> None:
     """The batch files and pointers pattern 1's loop published (its run N, read from its
     output), and those named `names`: only its own, as the other tier's loop may be

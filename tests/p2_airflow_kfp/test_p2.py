@@ -10,14 +10,28 @@ services keep the settings they started with."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PATTERNS, Stack, free_port, in_env, listening, parse_result, process_tree
+from conftest import (
+    PATTERNS,
+    REPO,
+    Stack,
+    commit_of,
+    free_port,
+    in_env,
+    lineage_chain,
+    listening,
+    parse_result,
+    process_tree,
+)
 
 P2 = PATTERNS / "p2_airflow_kfp"
 PIPELINE = P2 / "pipeline"
@@ -252,9 +266,11 @@ SMOKE_DATE = "2026-03-01"
 @pytest.fixture(scope="module")
 def first_run(stack: Stack, p2: dict[str, str]) -> dict[str, str]:
     """`make pattern-2` for SMOKE_DATE: the first ETL run, the first training run."""
+    started = time.perf_counter()
     done = make_p2(stack, p2, "--date", SMOKE_DATE)
+    wall = time.perf_counter() - started
     assert done.returncode == 0, done.output[-5000:]
-    return parse_result(done.stdout) | {"_output": done.output}
+    return parse_result(done.stdout) | {"_output": done.output, "_wall": str(wall)}
 
 
 def test_smoke_the_scheduler_trains_on_the_dataset_the_asset_event_names(
@@ -314,6 +330,48 @@ def test_smoke_the_scheduler_trains_on_the_dataset_the_asset_event_names(
 
     assert "Airflow UI" in result["_output"] and "/dags/p2_train/runs/" in result["_output"]
     assert len(kfp_executions(p2, result["kfp_run"])) == 1
+
+
+def test_lineage_follows_the_model_back_through_the_asset_event_to_the_etl_run(
+    stack: Stack, p2: dict[str, str], first_run: dict[str, str]
+) -> None:
+    """`make lineage` (infra/lineage/lineage.py) from the training run and from the KFP run:
+    every link equals what is known independently (the Result line, this checkout's
+    commit, the sha256 of the dataset's bytes in S3)."""
+    result = first_run
+    bucket, key = result["dataset"].removeprefix("s3://").split("/", 1)
+    dataset = stack.s3().get_object(Bucket=bucket, Key=key)
+    data_sha = hashlib.sha256(dataset["Body"].read()).hexdigest()
+    assert dataset["Metadata"]["dataset-sha256"] == data_sha  # the object says its own version
+    expected = {
+        "pattern": "p2",
+        "git_commit": commit_of(P2),
+        "data_version": data_sha,
+        "orchestrator_run": f"p2_train/{result['train_run']}",
+        "tracker_run": result["kfp_run_id"],
+        "model_version": f"{result['published']}/model.joblib",
+    }
+    on = Stack(env=p2, state_dir=stack.state_dir)  # lineage.py reads the services' database
+    for given in (f"p2_train/{result['train_run']}", result["kfp_run_id"]):
+        found = lineage_chain(on, given)
+        assert {k: v for k, v in found.items() if k != "_output"} == expected, (given, found["_output"])
+        assert f"written by p2_etl/{result['etl_run']} (ETL run success" in found["_output"]
+        assert "asset event of s3://p2-data/datasets/wine" in found["_output"]
+
+
+def test_the_bench_splits_the_run_and_times_the_handoff(p2: dict[str, str], first_run: dict[str, str]) -> None:
+    """bench/matrix.py's readers of this run (`make bench` step 4): start-up, orchestration
+    (both DAG runs, the handoff included) and work (the pipeline) add up to the wall
+    time; the asset event comes before the training run's start."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import matrix
+
+    wall = float(first_run["_wall"])
+    parts = matrix.split_p2(p2, first_run, wall)
+    total = parts["startup_exit_s"] + parts["orchestration_s"] + parts["work_s"]
+    assert total == pytest.approx(wall, abs=0.01)
+    assert parts["work_s"] > 0 and parts["orchestration_s"] > 0 and parts["startup_exit_s"] > 0, parts
+    assert 0 < matrix.p2_asset_to_training_start(p2, first_run) < parts["orchestration_s"]
 
 
 AIRFLOW_PROGRAMS = ["p2-airflow-api", "p2-airflow-scheduler", "p2-airflow-dag-processor", "p2-airflow-triggerer"]

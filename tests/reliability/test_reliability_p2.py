@@ -7,10 +7,10 @@ logical date triggered twice at once. Then, through Airflow's services as
 pipeline runs.
 
 "Mid-run" is a real signal: kfp.local has created the pipeline execution's
-folder for the run name. Each case uses a logical date and a state folder of
-its own, and a dataset of its own (the wine table less one row: the KFP run is
-named after the data's content, and the table itself was trained already), and
-checks one KFP run record, one published model."""
+folder for the run name. Each case uses a logical date of its own in a state
+folder of this module, and a dataset of its own (the wine table less one row:
+the KFP run is named after the data's content, and the table itself was
+trained already), and checks one KFP run record, one published model."""
 
 from __future__ import annotations
 
@@ -30,26 +30,42 @@ P2 = PATTERNS / "p2_airflow_kfp"
 BUCKET = "p2-data"
 
 
+@pytest.fixture(scope="module")
+def p2_state(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    state = tmp_path_factory.mktemp("p2-reliability")
+    env = {k: v for k, v in stack.env.items() if not k.startswith(("P2_", "AIRFLOW", "KFP_", "VIRTUAL_ENV"))}
+    return env | {"P2_STATE_DIR": str(state)}
+
+
 @pytest.fixture
-def p2(stack: Stack, tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
-    state = tmp_path / "p2-state"
+def p2(stack: Stack, p2_state: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The module's state folder, and a dataset of this case's own: the wine table less one row."""
     lines = (P2 / "data" / "wine.csv").read_text().splitlines()
-    drop = 1 + zlib.crc32(request.node.name.encode()) % (len(lines) - 1)  # this case's own dataset
+    drop = 1 + zlib.crc32(request.node.name.encode()) % (len(lines) - 1)
     source = tmp_path / "wine.csv"
     source.write_text("\n".join(lines[:drop] + lines[drop + 1 :]) + "\n")
-    env = {k: v for k, v in stack.env.items() if not k.startswith(("P2_", "AIRFLOW", "KFP_", "VIRTUAL_ENV"))}
-    return env | {"P2_STATE_DIR": str(state), "P2_SOURCE_FILE": str(source)}
+    # The KFP run's name, as the plan task derives it: from the transformed dataset's sha256.
+    sha = stack.in_env(P2, "python", "-c", SHA_OF_SOURCE, str(source), env=p2_state)
+    assert sha.returncode == 0, sha.output
+    return p2_state | {"P2_SOURCE_FILE": str(source), "_RUN_NAME": f"p2-wine-{sha.stdout.strip()[:12]}-m6-n200"}
+
+
+SHA_OF_SOURCE = """
+import sys
+from pathlib import Path
+import etl
+text, _ = etl.transform(Path(sys.argv[1]).read_text())
+print(etl.data_sha256(text))
+"""
 
 
 def run_name(p2: dict[str, str]) -> str:
-    """The case's one KFP run (its state folder holds no other)."""
-    [root] = (Path(p2["P2_STATE_DIR"]) / "kfp-local").iterdir()
-    return root.name
+    return p2["_RUN_NAME"]
 
 
 def executions(p2: dict[str, str], date: str) -> list[str]:
-    root = Path(p2["P2_STATE_DIR"]) / "kfp-local"
-    return sorted(p.name for p in root.glob("*/p2-wine-training-*")) if root.exists() else []
+    root = Path(p2["P2_STATE_DIR"]) / "kfp-local" / run_name(p2)
+    return sorted(p.name for p in root.glob("p2-wine-training-*")) if root.exists() else []
 
 
 def start(p2: dict[str, str], date: str, log: Path) -> subprocess.Popen:

@@ -461,13 +461,19 @@ def trigger_and_wait(settings: P2Settings, logical_date: datetime, conf: dict) -
         if train is None:
             print(f"No asset event from {etl['run_id']}: nothing trains", flush=True)
             return answer
-        return answer | {"train": api.results(TRAIN_DAG_ID, api.wait(TRAIN_DAG_ID, train)), "asset_event": event}
+        ended = ended and train.get("state") in TERMINAL  # both had ended before this call
+        answer |= {"already_ended": ended, "asset_event": event}
+        return answer | {"train": api.results(TRAIN_DAG_ID, api.wait(TRAIN_DAG_ID, train))}
 
 
-def rerun_hint(settings: P2Settings, run_id: str) -> str:
-    path = f"{settings.airflow_api_url.rstrip('/')}/api/v2/dags/{ETL_DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+def rerun_hint(settings: P2Settings, answer: dict) -> str:
+    """How to run again a date whose runs had already ended, one of them failed:
+    clear the failed one (the training run, else the ETL run)."""
+    failed = answer["train"] if (answer.get("train") or {}).get("state") == "failed" else answer["etl"]
+    dag_id = TRAIN_DAG_ID if failed is answer.get("train") else ETL_DAG_ID
+    path = f"{settings.airflow_api_url.rstrip('/')}/api/v2/dags/{dag_id}/dagRuns/{quote(failed['run_id'], safe='')}"
     return (
-        f"The DAG run {run_id} already existed and had failed; nothing ran again. To run this date again "
-        f'once the cause is fixed, clear the run (POST {path}/clear with {{"dry_run": false}}, or Clear '
+        f"The {dag_id} run {failed['run_id']} already existed and had failed; nothing ran again. To run it "
+        f'again once the cause is fixed, clear it (POST {path}/clear with {{"dry_run": false}}, or Clear '
         "in the UI), or delete it (DELETE, same URL) and run this again."
     )

@@ -90,3 +90,14 @@ def test_result_line_names_the_first_task_that_failed() -> None:
 def test_an_etl_run_that_started_no_training_run_is_a_failure() -> None:
     outcome = report.outcome_of(_answer("success", ETL_OK, None, {}, {}), DAY, P2Settings(_env_file=None))
     assert (outcome["status"], outcome["failed_task"]) == ("failed", "no-training-run")
+
+
+def test_the_rerun_hint_names_the_run_that_failed() -> None:
+    settings = P2Settings(_env_file=None, P2_AIRFLOW_API_URL="http://127.0.0.1:8080")
+    answer = _answer("success", ETL_OK, "failed", {"submit_pipeline": "failed"}, {})
+    hint = rest.rerun_hint(settings, answer)
+    assert "The p2_train run " + TRAIN_RUN in hint and "/api/v2/dags/p2_train/dagRuns/" in hint
+    answer = _answer("failed", {"load": "failed"}, None, {}, {})
+    assert "/api/v2/dags/p2_etl/dagRuns/manual__2026-03-01T00%3A00%3A00%2B00%3A00/clear" in rest.rerun_hint(
+        settings, answer
+    )
