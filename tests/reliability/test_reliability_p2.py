@@ -180,8 +180,9 @@ def test_scheduler_restart_mid_training_survives_or_fails_cleanly_and_publishes_
 ) -> None:
     """`stack.py restart p2-airflow-scheduler` while the training run's KFP pipeline runs:
     supervisord stops the scheduler with its LocalExecutor workers and the running task.
-    Either the run still succeeds, or it fails with nothing published, and clearing the
-    training run (what the fix says) trains or reuses once: one run record, one model."""
+    The new scheduler resets the orphaned task and runs it again (measured: it then
+    reuses the pipeline's record), or, had it failed, nothing is published and clearing
+    the training run (what the fix says) trains or reuses once: one run record, one model."""
     date = "2026-05-10"
     # Parameters of its own: a KFP run of its own (the wine table itself was trained already).
     args = f"--date {date} --n-estimators 150"

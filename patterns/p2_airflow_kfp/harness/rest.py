@@ -224,7 +224,10 @@ class AirflowAPI:
         if not dag.get("is_paused"):
             return
         self.call("PATCH", f"/api/v2/dags/{dag['dag_id']}", json={"is_paused": False})
-        print(f"Unpaused the DAG {dag['dag_id']} (it was paused): its schedule ({dag.get('timetable_summary')}) is on")
+        print(
+            f"Unpaused the DAG {dag['dag_id']} (it was paused): its schedule ({dag.get('timetable_summary')}) is on",
+            flush=True,
+        )
 
     # ## One DAG run per logical date
     def run_path(self, dag_id: str, run_id: str) -> str:

@@ -63,9 +63,10 @@ def services_env(settings: P2Settings) -> dict[str, str]:
     return settings.airflow_env(home) | {
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",  # two cores: a few tasks at once is plenty
-        # A task whose process died (a scheduler restart takes its LocalExecutor workers
-        # along) is failed after 60 s without a heartbeat, not Airflow's default 300 s.
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        # A restarted scheduler looks for the tasks its predecessor left running (a restart
+        # takes the LocalExecutor workers along) every 60 s, not Airflow's default 300 s,
+        # and runs them again (the LocalExecutor cannot adopt them).
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "60",
         # Both DAGs start paused: nothing runs on its own until pattern 2 unpauses them.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
