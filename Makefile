@@ -184,7 +184,7 @@ else
 	  --pass-env 'MLFLOW_*,S3_*,P1_*,DO_NOT_TRACK' -- $(P1)/.venv/bin/python $(P1)/endpoint.py
 endif
 
-pattern-2: p2-airflow ## Airflow triggering Kubeflow Pipelines: ETL in Airflow, training in KFP (kfp.local)
+pattern-2: p2-airflow ## Airflow triggering Kubeflow Pipelines: an ETL DAG hands data to the training DAG (an Asset), KFP trains
 	@cd $(P2) && $(UV) run --locked python -m harness $(ARGS)  # this repository's harness: one ETL run and its training
 
 # Airflow's services: api-server (the UI), scheduler, dag-processor, triggerer. Local:
