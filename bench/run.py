@@ -215,6 +215,7 @@ class Bench:
         env["P2_S3_ENDPOINT_URL"] = endpoints["S3_ENDPOINT_URL"]
         env["P2_STATE_DIR"] = str(self.tmp / "p2-state")
         env["P2_SCHEDULE"] = ""  # no clock: unpausing would start a scheduled ETL run beside the timed ones
+        env["P2_AIRFLOW_API_URL"] = f"http://{HOST}:{p['STACK_AIRFLOW_PORT']}"  # the bench's Airflow, not make's
         # Pattern 3 likewise; its workers inherit these through `make p3-workers`.
         env.update({f"P3_{k}": v for k, v in endpoints.items() if k != "MLFLOW_TRACKING_URI"})
         env["P3_METAFLOW_METADATA_DIR"] = str(self.tmp / "p3-metaflow")

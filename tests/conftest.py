@@ -353,7 +353,11 @@ def stack_env(state_dir: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "MLFLOW_", "S3_", "P1_", "P3_", "P4_", "STACK_", "VIRTUAL_ENV"))
+        # make exports the caller's stack URLs and logins (P2_AIRFLOW_* too, on both tiers):
+        # none of them may point a test at a stack other than its own.
+        if not k.startswith(
+            ("PREFECT_", "MLFLOW_", "S3_", "P1_", "P2_", "P3_", "P4_", "AIRFLOW", "STACK_", "VIRTUAL_ENV")
+        )
     }
     env.update(
         STACK_STATE_DIR=str(state_dir),
