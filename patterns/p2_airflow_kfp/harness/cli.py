@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Result: pattern=p2 status=failed", file=sys.stderr)
         return 1
     outcome = report.outcome_of(run, logical_date, settings)
-    print(report.summary(outcome, time.monotonic() - started, api_url))
+    print(report.summary(outcome, time.monotonic() - started, settings, api_url))
     line = report.result_line(outcome)
     if outcome["status"] != "ok":
         for part in ("etl", "train"):  # a remote run: its tasks' errors

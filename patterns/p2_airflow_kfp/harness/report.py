@@ -78,10 +78,10 @@ def result_line(o: dict) -> str:
     return "Result: " + " ".join(f"{k}={v}" for k, v in fields.items())
 
 
-def summary(o: dict, seconds: float, api_url: str = "") -> str:
+def summary(o: dict, seconds: float, settings: P2Settings, api_url: str = "") -> str:
     runs = [(ETL_DAG_ID, o["etl_run"]), (TRAIN_DAG_ID, o["train_run"])]
     # In-process runs keep their own database (a scheduler must never see them).
-    db = P2Settings().dag_test_home / "airflow.db"
+    db = settings.dag_test_home / "airflow.db"
     inspect = [
         f"sqlite3 {db} \"select task_id, state from task_instance where run_id = '{run}'\"" for _, run in runs if run
     ]

@@ -70,7 +70,9 @@ def test_result_line_of_a_published_run_names_both_dag_runs() -> None:
         f"dataset={dataset} published=s3://p2-data/published/ds=2026-03-01 failed_task=none "
         f"etl_run={ETL_RUN} train_run={TRAIN_RUN}"
     )
-    assert "training run  p2_train " + TRAIN_RUN + " (asset_triggered)" in report.summary(outcome, 1.0)
+    assert "training run  p2_train " + TRAIN_RUN + " (asset_triggered)" in report.summary(
+        outcome, 1.0, P2Settings(_env_file=None)
+    )
 
 
 def test_result_line_names_the_first_task_that_failed() -> None:
@@ -80,7 +82,7 @@ def test_result_line_names_the_first_task_that_failed() -> None:
     fields = dict(f.split("=", 1) for f in report.result_line(outcome).removeprefix("Result: ").split())
     assert fields["status"] == "failed" and fields["decision"] == "none" and fields["failed_task"] == "transform"
     assert fields["kfp_run"] == fields["accuracy"] == fields["published"] == fields["train_run"] == "none"
-    assert "no asset event: nothing trained" in report.summary(outcome, 1.0)
+    assert "no asset event: nothing trained" in report.summary(outcome, 1.0, P2Settings(_env_file=None))
     rejected = {t: "success" for t in report.TASKS[3:]} | {"reject_model": "failed", "publish_model": "skipped"}
     answer = _answer("success", ETL_OK, "failed", rejected, {})
     outcome = report.outcome_of(answer, DAY, P2Settings(_env_file=None, P2_KFP_HOST=""))
