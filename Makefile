@@ -35,7 +35,8 @@ ifneq ($(STACK),compose)
 $(shell python3 $(ROOT)/infra/local/credentials.py $(STACK_STATE_DIR) >/dev/null)
 LOCAL_LOGINS := $(if $(filter undefined,$(origin S3_ENDPOINT_URL)),S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY) \
   $(if $(filter undefined,$(origin PREFECT_API_URL)),PREFECT_API_AUTH_STRING) \
-  $(if $(filter undefined,$(origin MLFLOW_TRACKING_URI)),MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD)
+  $(if $(filter undefined,$(origin MLFLOW_TRACKING_URI)),MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD) \
+  $(if $(filter undefined,$(origin P2_AIRFLOW_API_URL)),P2_AIRFLOW_PASSWORD)
 $(foreach kv,$(shell grep -E '^[A-Z0-9_]+=' $(LOCAL_SECRETS)),$(if $(filter $(firstword $(subst =, ,$(kv))),\
   $(LOCAL_LOGINS)),$(eval export $(subst =, ?= ,$(kv)))))
 endif
@@ -60,6 +61,8 @@ $(error STACK=$(STACK): use STACK=local (native processes) or STACK=compose (doc
 endif
 export STACK_POSTGRES_PORT ?= 5432
 export STACK_AIRFLOW_PORT ?= 8080
+# Pattern 2 triggers its DAGs through Airflow's REST API, on either tier.
+export P2_AIRFLOW_API_URL ?= http://127.0.0.1:$(STACK_AIRFLOW_PORT)
 export COMPOSE_STATE_DIR ?= $(ROOT)/.state/compose
 COMPOSE_SH := UV=$(UV) bash $(ROOT)/infra/compose/compose.sh
 ifeq ($(STACK),compose)
@@ -70,8 +73,7 @@ include $(COMPOSE_STATE_DIR)/secrets.env
 # docker compose after secrets.env): the clients here take the same one.
 $(foreach kv,$(shell grep -hE '^(S3_ACCESS_KEY_ID|S3_SECRET_ACCESS_KEY|PREFECT_API_AUTH_STRING|MLFLOW_TRACKING_(USERNAME|PASSWORD))=' $(ROOT)/.env 2>/dev/null),$(eval $(kv)))
 export S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY PREFECT_API_AUTH_STRING MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD
-# Pattern 2 triggers the DAG through the compose Airflow's REST API...
-export P2_AIRFLOW_API_URL ?= http://127.0.0.1:$(STACK_AIRFLOW_PORT)
+# Pattern 2 logs in to the compose Airflow as its admin...
 export P2_AIRFLOW_USERNAME ?= admin
 export P2_AIRFLOW_PASSWORD ?= $(AIRFLOW_ADMIN_PASSWORD)
 # ... and pattern 4 ships source releases to the compose worker (a process worker).
@@ -113,7 +115,7 @@ setup: _uv ## Install uv and every environment from its lock file
 .PHONY: up down status logs env compose-build compose-reset
 env: ## Print the stack's URLs and generated credentials as exports: eval "$(make -s env)"
 	@for v in PREFECT_API_URL PREFECT_API_AUTH_STRING MLFLOW_TRACKING_URI MLFLOW_TRACKING_USERNAME \
-	  MLFLOW_TRACKING_PASSWORD S3_ENDPOINT_URL S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY; do \
+	  MLFLOW_TRACKING_PASSWORD S3_ENDPOINT_URL S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY P2_AIRFLOW_API_URL P2_AIRFLOW_PASSWORD; do \
 	  printf 'export %s=%q\n' "$$v" "$${!v}"; done
 
 up: _uv ## Start the stack (idempotent) and wait until it is healthy; compose: every profile
@@ -149,7 +151,7 @@ compose-reset: _uv ## Remove the compose stack AND its named volumes (all its da
 	@$(COMPOSE_SH) reset
 
 ##@ Patterns
-.PHONY: patterns pattern-1 pattern-1-loop p1-retrain p1-endpoint pattern-2 pattern-2-compile pattern-3 p3-workers pattern-4
+.PHONY: patterns pattern-1 pattern-1-loop p1-retrain p1-endpoint pattern-2 p2-airflow pattern-2-compile pattern-3 p3-workers pattern-4
 patterns: pattern-1 pattern-2 pattern-3 pattern-4 ## Run every pattern, in order (STACK=local by default)
 
 pattern-1: _uv ## Prefect orchestrating MLflow (tracking, registry, serving), DVC data
@@ -182,12 +184,28 @@ else
 	  --pass-env 'MLFLOW_*,S3_*,P1_*,DO_NOT_TRACK' -- $(P1)/.venv/bin/python $(P1)/endpoint.py
 endif
 
-pattern-2: _uv ## Airflow triggering Kubeflow Pipelines: ETL in Airflow, training in KFP (kfp.local)
+pattern-2: p2-airflow ## Airflow triggering Kubeflow Pipelines: an ETL DAG hands data to the training DAG (an Asset), KFP trains
+	@cd $(P2) && $(UV) run --locked python -m harness $(ARGS)  # this repository's harness: one ETL run and its training
+
+# Airflow's services: api-server (the UI), scheduler, dag-processor, triggerer. Local:
+# programs of the stack's supervisord, SQLite in the pattern's state; compose: profile p2.
+P2_AIRFLOW_ENV = $(STACK_STATE_DIR)/programs/p2-airflow.env
+P2_AIRFLOW_ADD = $(STACK_PY) add --cwd $(P2) --pass-env 'S3_*,P2_*' --env-file $(P2_AIRFLOW_ENV) \
+  --health $(P2_AIRFLOW_API_URL)/api/v2/monitor/health
+p2-airflow: _uv ## Pattern 2's Airflow services (supervisord; compose: containers); its UI at 127.0.0.1:STACK_AIRFLOW_PORT
+ifeq ($(STACK),compose)
 	@$(call stack_up,p2)
-ifneq ($(STACK),compose)
+else
+	@$(call stack_up,core)
+	@$(UV) sync --locked --quiet --project $(P2)
 	@$(UV) sync --locked --quiet --project $(P2)/pipeline  # kfp.local runs the pipeline on this machine
+	@cd $(P2) && $(UV) run --locked python -m harness services $(P2_AIRFLOW_ENV)
+	@$(P2_AIRFLOW_ADD) p2-airflow-api -- $(P2)/.venv/bin/airflow api-server
+	@$(P2_AIRFLOW_ADD) --health-key scheduler p2-airflow-scheduler -- $(P2)/.venv/bin/airflow scheduler --skip-serve-logs
+	@$(P2_AIRFLOW_ADD) --health-key dag_processor p2-airflow-dag-processor -- $(P2)/.venv/bin/airflow dag-processor
+	@$(P2_AIRFLOW_ADD) --health-key triggerer p2-airflow-triggerer -- $(P2)/.venv/bin/airflow triggerer --skip-serve-logs
+	@echo "  Airflow UI      $(P2_AIRFLOW_API_URL)  (user $${P2_AIRFLOW_USERNAME:-admin}, password: P2_AIRFLOW_PASSWORD in $(LOCAL_SECRETS))"
 endif
-	@cd $(P2) && $(UV) run --locked python -m harness $(ARGS)  # this repository's harness: one DAG run
 
 pattern-2-compile: _uv ## Compile pattern 2's KFP pipeline to IR YAML (pipeline/p2_pipeline.yaml)
 	@cd $(P2)/pipeline && $(UV) run --locked python pipeline.py compile
@@ -387,6 +405,11 @@ _p1-endpoint-bench: _uv
 .PHONY: _p1-events-bench
 _p1-events-bench: _uv
 	@cd $(P1) && $(UV) run --locked python $(ROOT)/bench/p1_events.py $(or $(BENCH_REPEAT),3)
+
+.PHONY: _p2-airflow-stop
+_p2-airflow-stop: _uv  # the bench: pattern 2's Airflow services stopped, the stack and their database kept
+	@for name in p2-airflow-api p2-airflow-scheduler p2-airflow-dag-processor p2-airflow-triggerer; do \
+	  $(STACK_PY) remove $$name; done
 
 .PHONY: _p3-overhead
 _p3-overhead: p3-workers

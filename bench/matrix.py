@@ -475,19 +475,43 @@ def split_p1(env: dict[str, str], result: dict[str, str], wall: float) -> dict:
 # to its last task's end (`DAG.test()` records the logical date as the run's
 # start_date); work = the submit_pipeline task, i.e. the whole KFP pipeline run
 # (KFP's own per-task cost included).
-def split_p2(env: dict[str, str], result: dict[str, str], wall: float) -> dict:
+def _p2_db(env: dict[str, str], query: str, *args) -> list[tuple]:
+    """Pattern 2's Airflow services' metadata database (SQLite, read-only)."""
     database = Path(env["P2_STATE_DIR"]) / "airflow" / "airflow.db"
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        tasks = db.execute(
-            "SELECT task_id, start_date, end_date FROM task_instance WHERE dag_id = 'p2_airflow_kfp' AND run_id = ? "
-            "AND start_date IS NOT NULL AND end_date IS NOT NULL",
-            (result["dag_run"],),
-        ).fetchall()
+        return db.execute(query, args).fetchall()
+
+
+def split_p2(env: dict[str, str], result: dict[str, str], wall: float) -> dict:
+    """Orchestration: from the ETL run's first task to the training run's last (the
+    handoff through the asset event included); work: submit_pipeline."""
+    tasks = _p2_db(
+        env,
+        "SELECT task_id, start_date, end_date FROM task_instance WHERE dag_id IN ('p2_etl', 'p2_train') "
+        "AND run_id IN (?, ?) AND start_date IS NOT NULL AND end_date IS NOT NULL",
+        result["etl_run"],
+        result["train_run"],
+    )
     if not tasks:
-        raise MatrixError(f"no finished task of DAG run {result['dag_run']} in {database}")
+        raise MatrixError(f"no finished task of DAG runs {result['etl_run']}, {result['train_run']}")
     run = (min(_t(a) for _, a, _ in tasks), max(_t(b) for _, _, b in tasks))
     work = [(_t(a), _t(b)) for task_id, a, b in tasks if task_id == "submit_pipeline"]
     return split(wall, [run], work, work_units=["submit_pipeline (the KFP pipeline run)"])
+
+
+def p2_asset_to_training_start(env: dict[str, str], result: dict[str, str]) -> float:
+    """Seconds from the ETL run's asset event to the start of the training run the
+    scheduler created from it (the scheduler's loop, then the run's queue)."""
+    rows = _p2_db(
+        env,
+        "SELECT e.timestamp, r.start_date FROM asset_event e JOIN dagrun_asset_event d ON d.event_id = e.id "
+        "JOIN dag_run r ON r.id = d.dag_run_id WHERE e.source_run_id = ? AND r.run_id = ?",
+        result["etl_run"],
+        result["train_run"],
+    )
+    if not rows or rows[0][1] is None:
+        raise MatrixError(f"no asset event of {result['etl_run']} that started {result['train_run']}")
+    return round(_t(rows[0][1]) - _t(rows[0][0]), 3)
 
 
 # Pattern 3: the Prefect parent flow run; work = the child deployment runs, each a

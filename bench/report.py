@@ -33,7 +33,7 @@ SHORT = {
 }
 PATTERN_KEYS = {
     "pattern1_warm": "1: Prefect + MLflow (`make pattern-1`, idempotent path)",
-    "pattern2_warm": "2: Airflow + KFP (`make pattern-2`, new logical date)",
+    "pattern2_warm": "2: Airflow + KFP (`make pattern-2`, ETL run then the training run its asset event starts)",
     "pattern3_warm": "3: Metaflow + Prefect workers (`make pattern-3`, 4 runs on 2 workers)",
     "pattern4_cycle": "4: GitHub Actions' cycle for Prefect (`make pattern-4`, new release)",
 }

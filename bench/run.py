@@ -140,14 +140,15 @@ def pick_ports() -> dict[str, int]:
     rng = random.Random()
     for _ in range(500):
         base = rng.randrange(10000, high)
-        if all(_port_free(p) for p in range(base, base + 10)):
+        if all(_port_free(p) for p in range(base, base + 11)):
             return {
                 "STACK_PREFECT_PORT": base,
                 "STACK_MLFLOW_PORT": base + 1,
                 "STACK_S3_PORT": base + 2,
-                "STACK_SEAWEED_PORT_BASE": base + 3,
+                "STACK_SEAWEED_PORT_BASE": base + 3,  # to base + 9
+                "STACK_AIRFLOW_PORT": base + 10,
             }
-    raise BenchError("found no block of 10 consecutive free ports on 127.0.0.1 between 10000 and 32768")
+    raise BenchError("found no block of 11 consecutive free ports on 127.0.0.1 between 10000 and 32768")
 
 
 def wait_ports_free(ports: dict[str, int], timeout: float = 120.0) -> float:
@@ -213,6 +214,8 @@ class Bench:
         # Pattern 2 likewise, and its Airflow home in the bench's own folder.
         env["P2_S3_ENDPOINT_URL"] = endpoints["S3_ENDPOINT_URL"]
         env["P2_STATE_DIR"] = str(self.tmp / "p2-state")
+        env["P2_SCHEDULE"] = ""  # no clock: unpausing would start a scheduled ETL run beside the timed ones
+        env["P2_AIRFLOW_API_URL"] = f"http://{HOST}:{p['STACK_AIRFLOW_PORT']}"  # the bench's Airflow, not make's
         # Pattern 3 likewise; its workers inherit these through `make p3-workers`.
         env.update({f"P3_{k}": v for k, v in endpoints.items() if k != "MLFLOW_TRACKING_URI"})
         env["P3_METAFLOW_METADATA_DIR"] = str(self.tmp / "p3-metaflow")
@@ -396,7 +399,11 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
     p1_event = Measure(
         "pattern1_event_to_training_start", "pattern 1: new data's event sent, to the triggered training's start"
     )
-    p2 = Measure("pattern2_warm", "warm `make pattern-2` (new logical date: the pipeline runs)", target_s=45.0)
+    p2_services = Measure("pattern2_airflow_start", "pattern 2: Airflow's four services start (`make p2-airflow`)")
+    p2 = Measure("pattern2_warm", "warm `make pattern-2` (new parameters: the pipeline runs)", target_s=45.0)
+    p2_asset = Measure(
+        "pattern2_asset_event_to_training_start", "pattern 2: the ETL run's asset event, to the training run's start"
+    )
     p3 = Measure("pattern3_warm", "warm `make pattern-3` (4-way fan-out on 2 workers)", target_s=60.0)
     p3_direct = Measure("pattern3_metaflow_direct", "pattern 3: one Metaflow run directly (`trainflow.py run`)")
     p3_deployed = Measure("pattern3_via_deployment", "pattern 3: the same run through the Prefect deployment")
@@ -449,16 +456,28 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
     print(f"  event-driven retraining: {n} new batch(es), each through p1-retrain's trigger", flush=True)
     _, output = bench.make("_p1-events-bench", f"BENCH_REPEAT={n}")
     events_bench(p1_event, json.loads(output.strip().splitlines()[-1]))
-    print(f"4/9 warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each a new logical date", flush=True)
+    print(f"4/9 pattern 2: Airflow's services, started {n} time(s) on the running stack", flush=True)
+    for i in range(n):
+        bench.make("_p2-airflow-stop")  # untimed: the services stopped, the stack and its database kept
+        seconds, _ = bench.make("p2-airflow")
+        p2_services.samples.append(seconds)
+        print(f"  start {i + 1}/{n}: {seconds:6.1f} s  (the first creates Airflow's database)", flush=True)
+    print(f"  warm `make pattern-2`: one untimed warm-up, then {n} timed run(s), each new parameters", flush=True)
     warmup2_s, output = bench.make("pattern-2", "ARGS=--date 2026-01-01")
     print(f"  warm-up (untimed): {warmup2_s:6.1f} s  reused={_field(output, 'reused')}", flush=True)
     for i in range(n):
-        # A new logical date each time: the KFP pipeline really runs (no reuse).
-        seconds, output = bench.make("pattern-2", f"ARGS=--date 2026-01-{i + 2:02d}")
+        # A new logical date and a parameter set of its own each time: the KFP run is named
+        # after the data's content and the parameters, so the pipeline really runs (no reuse).
+        seconds, output = bench.make("pattern-2", f"ARGS=--date 2026-01-{i + 2:02d} --n-estimators {201 + i}")
         p2.samples.append(seconds)
         _split(p2, matrix.split_p2, bench.env(bench.state_dir), _result(output), seconds)
+        p2_asset.samples.append(matrix.p2_asset_to_training_start(bench.env(bench.state_dir), _result(output)))
         p2.extra.setdefault("reused", []).append(_field(output, "reused"))
-        print(f"  run {i + 1}/{n}: {seconds:6.1f} s  reused={p2.extra['reused'][-1]}", flush=True)
+        print(
+            f"  run {i + 1}/{n}: {seconds:6.1f} s  reused={p2.extra['reused'][-1]}  "
+            f"asset event to training start {p2_asset.samples[-1]:.2f} s",
+            flush=True,
+        )
     p2.extra["warmup_s"] = round(warmup2_s, 3)
     if p2.extra["reused"] != ["false"] * n:
         p2.notes.append(f"timed runs were not all new pipeline executions: reused={p2.extra['reused']}")
@@ -502,7 +521,7 @@ def run(bench: Bench, compared: dict[str, object]) -> list[Measure]:
         down.notes.append(
             f"ports took up to {max(port_waits):.1f} s to become bindable again after `make down` (untimed wait)"
         )
-    return [cold, warm, p1, p1_promotion, p1_event, p2, p3, p3_direct, p3_deployed, p4, down]
+    return [cold, warm, p1, p1_promotion, p1_event, p2_services, p2, p2_asset, p3, p3_direct, p3_deployed, p4, down]
 
 
 def endpoint_bench(measure: Measure, found: dict) -> None:

@@ -353,7 +353,11 @@ def stack_env(state_dir: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "MLFLOW_", "S3_", "P1_", "P3_", "P4_", "STACK_", "VIRTUAL_ENV"))
+        # make exports the caller's stack URLs and logins (P2_AIRFLOW_* too, on both tiers):
+        # none of them may point a test at a stack other than its own.
+        if not k.startswith(
+            ("PREFECT_", "MLFLOW_", "S3_", "P1_", "P2_", "P3_", "P4_", "AIRFLOW", "STACK_", "VIRTUAL_ENV")
+        )
     }
     env.update(
         STACK_STATE_DIR=str(state_dir),
@@ -361,6 +365,7 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         STACK_MLFLOW_PORT=str(mlflow),
         STACK_S3_PORT=str(s3),
         STACK_SEAWEED_PORT_BASE=str(free_port_run(7)),
+        STACK_AIRFLOW_PORT=str(free_port()),  # pattern 2's api-server (make p2-airflow)
         PREFECT_API_URL=f"http://127.0.0.1:{prefect}/api",
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{mlflow}",
         S3_ENDPOINT_URL=f"http://127.0.0.1:{s3}",
@@ -376,6 +381,29 @@ def stack_env(state_dir: Path) -> dict[str, str]:
         P4_IMAGE_REPO="p4-flows-test",
     )
     return env
+
+
+LINEAGE_RE = re.compile(r"^Lineage: (.*)$", re.MULTILINE)
+
+
+def commit_of(folder: Path) -> str:
+    """What patterns 1-3 record as their code version: HEAD, with -dirty when the
+    folder has uncommitted changes."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "."], cwd=folder, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return f"{head.stdout.strip()}-dirty" if dirty else head.stdout.strip()
+
+
+def lineage_chain(stack: Stack, given: str, *args: str) -> dict[str, str]:
+    """infra/lineage/lineage.py GIVEN on this stack: the fields of its `Lineage:` line,
+    and its whole output under `_output`."""
+    done = in_env(REPO, "python", str(REPO / "infra" / "lineage" / "lineage.py"), given, *args, env=stack.env, cwd=REPO)
+    assert done.returncode == 0, done.output[-3000:]
+    lines = LINEAGE_RE.findall(done.stdout)
+    assert len(lines) == 1, done.output[-3000:]
+    return dict(field.split("=", 1) for field in lines[0].split()) | {"_output": done.stdout}
 
 
 def remove_loop_batches(loop_output: str, *names: str) -> None:
@@ -497,10 +525,14 @@ def p1_first_run(stack: Stack) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def p2_env(stack: Stack) -> dict[str, str]:
-    """Pattern 2's environment on the session stack: its own state folder, and
-    nothing from the caller that could point it or Airflow elsewhere."""
+    """Pattern 2's environment on the session stack: its own state folder, no
+    clock on the ETL DAG (unpausing a daily DAG makes the scheduler start the
+    latest interval's run too: it would train before the test's own run), and
+    nothing from the caller that could point it or Airflow elsewhere. Every
+    `make pattern-2` of a session passes the same P2_* on to Airflow's services:
+    others would make `stack.py add` restart them."""
     env = {k: v for k, v in stack.env.items() if not k.startswith(("P2_", "AIRFLOW", "KFP_", "VIRTUAL_ENV"))}
-    return env | {"P2_STATE_DIR": str(stack.state_dir / "p2")}
+    return env | {"P2_STATE_DIR": str(stack.state_dir / "p2"), "P2_SCHEDULE": ""}
 
 
 @pytest.fixture(scope="session")

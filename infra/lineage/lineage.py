@@ -7,7 +7,7 @@ ID is any of:
     models:/NAME/VERSION, models:/NAME@ALIAS, NAME/VERSION     an MLflow model version (pattern 1)
     32 hex digits                                                an MLflow run id (pattern 1)
     a UUID                                                       a Prefect flow run (patterns 1, 3, 4)
-    DAG_ID/RUN_ID, e.g. p2_airflow_kfp/manual__2026-03-01T...    an Airflow DAG run (pattern 2)
+    DAG_ID/RUN_ID, e.g. p2_train/asset_triggered__2026-...       an Airflow DAG run (pattern 2's training run)
     local-<12 hex>                                               a KFP run id (pattern 2)
     P3TrainFlow/<run id>                                         a Metaflow run (pattern 3)
     a 40-hex commit SHA, <sha>-dirty.<hash> or src.<hash>        a pattern-4 release
@@ -17,8 +17,9 @@ over the services' APIs, with the same environment variables the patterns use:
 
   p1: git = MLflow tag git_commit; data = DVC md5 (tag dvc_data_md5); orchestrator = Prefect flow run
       (tag prefect_flow_run_id); tracker = the MLflow run; model = the MLflow model version.
-  p2: git and data (sha256 of the dataset in S3) = the load task's XCom; orchestrator = the Airflow DAG run;
-      tracker = the KFP run (run.json in S3); model = the published model.joblib in S3.
+  p2: git and data (sha256 of the dataset in S3) = the training run's plan XCom, copied from the asset event
+      the ETL run's load task wrote; orchestrator = the training DAG run, and through its asset event the ETL
+      DAG run; tracker = the KFP run (run.json in S3); model = the published model.joblib in S3.
   p3: git = Metaflow tag git_commit; data = Metaflow artifact data_sha256; orchestrator = Prefect flow run
       (tag prefect_flow_run_id); tracker = the Metaflow run; model = its Metaflow artifact `model`.
   p4: git, data sha256 and Prefect flow run = the model card in S3; tracker = that card (pattern 4 has no
@@ -467,7 +468,7 @@ class Airflow:
     # Both ------------------------------------------------------------------------
     def dag_run(self, dag_id: str, run_id: str) -> dict | None:
         """{'state', 'xcom': {task: value}} of one DAG run, or None."""
-        tasks = ("load", "submit_pipeline", "collect_metrics", "publish_model")
+        tasks = ("load", "plan", "submit_pipeline", "collect_metrics", "publish_model")
         if self.api:
             response = self._rest(f"dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")
             if response.status_code == 404:
@@ -508,11 +509,13 @@ class Airflow:
 
 def p2_chain(airflow: Airflow, dag_id: str, run_id: str, run: dict, kfp_run_id: str | None = None) -> Chain:
     x = run["xcom"]
+    # The training run's plan task names its data (from the asset event); an older one-DAG run, its load task.
     load, submit, metrics, published = (
-        x.get(t) or {} for t in ("load", "submit_pipeline", "collect_metrics", "publish_model")
+        x.get(t) or {}
+        for t in ("plan" if "plan" in x else "load", "submit_pipeline", "collect_metrics", "publish_model")
     )
     chain = Chain("p2")
-    older = "the load task recorded none (a DAG run from before lineage was recorded)"
+    older = "the run recorded none (a DAG run from before lineage was recorded)"
     if load:
         chain.links["git_commit"] = (
             git_link(load.get("git_commit")) if load.get("git_commit") else Link("git", unknown(older))
@@ -525,7 +528,17 @@ def p2_chain(airflow: Airflow, dag_id: str, run_id: str, run: dict, kfp_run_id: 
         why = f"the DAG run's load task left no XCom (state {run['state']})"
         chain.links["git_commit"] = Link("git", unknown(why))
         chain.links["data_version"] = Link("S3", unknown(why))
-    chain.links["orchestrator_run"] = Link("Airflow", f"{dag_id}/{run_id}", airflow.run_url(dag_id, run_id))
+    handoff = load.get("asset_event") or {}
+    where = airflow.run_url(dag_id, run_id)
+    if handoff.get("etl_dag_run_id"):
+        etl_id, etl_run = handoff.get("etl_dag_id") or "p2_etl", handoff["etl_dag_run_id"]
+        found = airflow.dag_run(etl_id, etl_run)
+        state = f"ETL run {found['state']}" if found else f"ETL run no longer in {airflow.where}"
+        where += (
+            f"; started by the asset event of {handoff.get('asset')} at {handoff.get('timestamp')}, "
+            f"written by {etl_id}/{etl_run} ({state}, {airflow.run_url(etl_id, etl_run)})"
+        )
+    chain.links["orchestrator_run"] = Link("Airflow", f"{dag_id}/{run_id}", where)
     if submit.get("run_id"):
         where = f"{submit.get('export_uri')}/run.json, metrics.json"
         if metrics:
@@ -534,7 +547,7 @@ def p2_chain(airflow: Airflow, dag_id: str, run_id: str, run: dict, kfp_run_id: 
         if submit.get("reused"):
             chain.notes.append(
                 f"this DAG run reused KFP run {submit['run_id']} ({submit.get('run_name')}), trained by an earlier "
-                "DAG run of the same logical date"
+                "DAG run on the same dataset content and parameters"
             )
     else:
         chain.links["tracker_run"] = Link("KFP", unknown(f"the submit task left no XCom (DAG run {run['state']})"))
@@ -578,7 +591,7 @@ def p2_kfp_run(airflow: Airflow, kfp_run_id: str) -> Chain | None:
         return None
     # The record names the DAG run that submitted it (runs since lineage was recorded).
     origin = record.get("origin") or {}
-    dag_id = origin.get("dag_id") or env("P2_DAG_ID", default="p2_airflow_kfp")
+    dag_id = origin.get("dag_id") or env("P2_DAG_ID", default="p2_train")
     submitted = airflow.runs_that_submitted(dag_id, kfp_run_id)
     later = [r for r, v in submitted if v.get("reused") and r != origin.get("dag_run_id")]
     trained_by = origin.get("dag_run_id") or next((r for r, v in submitted if not v.get("reused")), None)
@@ -587,12 +600,7 @@ def p2_kfp_run(airflow: Airflow, kfp_run_id: str) -> Chain | None:
         chain = p2_chain(airflow, dag_id, trained_by, run)
     else:
         chain = Chain("p2")
-        gone = (
-            f"no longer in {airflow.where}: the harness's in-process DAG.test replaces the earlier run of a "
-            "logical date"
-            if trained_by
-            else ""
-        )
+        gone = f"no longer in {airflow.where}" if trained_by else ""
         why = f"the run record names no DAG run and none in {airflow.where} trained it"
         chain.links["git_commit"] = (
             git_link(origin["git_commit"]) if origin.get("git_commit") else Link("git", unknown(why))
@@ -801,7 +809,7 @@ def detect(given: str) -> str:
         return "metaflow-run"
     if "/" in given:
         head, _, tail = given.partition("/")
-        if AIRFLOW_RUN.match(tail) or head == env("P2_DAG_ID", default="p2_airflow_kfp"):
+        if AIRFLOW_RUN.match(tail) or head in (env("P2_DAG_ID", default="p2_train"), "p2_etl"):
             return "airflow-run"
         if tail.isdigit():
             return "model-version"
@@ -851,7 +859,7 @@ def resolve(given: str, kind: str) -> Chain:
             )
         chain = p2_dag_run(airflow, given) if "/" in given else None
         searched = airflow.where
-        how = "pass DAG_ID/RUN_ID, e.g. the `dag_run=` field of pattern 2's Result line prefixed with p2_airflow_kfp/"
+        how = "pass DAG_ID/RUN_ID, e.g. the `train_run=` field of pattern 2's Result line prefixed with p2_train/"
     elif kind == "kfp-run":
         airflow = Airflow()
         chain = p2_kfp_run(airflow, given)

@@ -23,6 +23,8 @@ GENERATED = {
     # MLflow's basic-auth app: its admin user, and the clients' standard variables.
     "MLFLOW_TRACKING_USERNAME": lambda: "admin",
     "MLFLOW_TRACKING_PASSWORD": lambda: secrets.token_hex(24),
+    # Pattern 2's Airflow (its services on the local tier): the admin's password.
+    "P2_AIRFLOW_PASSWORD": lambda: secrets.token_hex(24),
     # SeaweedFS's one S3 identity.
     "S3_ACCESS_KEY_ID": lambda: "patterns-" + secrets.token_hex(8),
     "S3_SECRET_ACCESS_KEY": lambda: secrets.token_hex(24),

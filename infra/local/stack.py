@@ -6,10 +6,13 @@ native process on 127.0.0.1 under supervisord.
     python stack.py status   one line per service: process state and health
     python stack.py logs     the tail of every service log (or: logs mlflow -n 200)
     python stack.py env      the client-side variables the patterns read, as shell exports
-    python stack.py add NAME... --cwd DIR [--pass-env PATTERNS] -- COMMAND...
-                             run more programs (a pattern's workers) under this
-                             stack's supervisord, `{name}` in COMMAND replaced
-                             by each NAME; idempotent
+    python stack.py add NAME... --cwd DIR [--pass-env PATTERNS] [--env-file FILE]
+                        [--health URL [--health-key KEY]] -- COMMAND...
+                             run more programs (a pattern's workers, its services)
+                             under this stack's supervisord, `{name}` in COMMAND
+                             replaced by each NAME; idempotent; with --health, wait
+                             until URL answers 200 (and, with --health-key, until
+                             its JSON's KEY.status is "healthy")
     python stack.py remove NAME   stop it and forget it
     python stack.py pid NAME      print its pid (for fault-injection tests)
     python stack.py restart NAME  stop a service (s3, prefect, mlflow) or an added
@@ -387,10 +390,15 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, key: str = "") -> bool:
+    """URL answers 200; with `key`, its JSON body's `key.status` is "healthy" (the
+    form of Airflow's /api/v2/monitor/health, one entry per component)."""
     try:
-        return httpx.get(url, timeout=2.0).status_code == 200
-    except httpx.HTTPError:
+        response = httpx.get(url, timeout=2.0)
+        if response.status_code != 200:
+            return False
+        return not key or str((response.json().get(key) or {}).get("status")) == "healthy"
+    except (httpx.HTTPError, ValueError, AttributeError):
         return False
 
 
@@ -599,22 +607,80 @@ def _running_rpc(s: StackSettings):
     return _rpc(s)
 
 
-def add(s: StackSettings, name: str, command: list[str], cwd: Path, pass_env: list[str], timeout: float = 30) -> int:
+def read_env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines (no quoting, `#` comments), as `--env-file` takes them."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise StackError(f"cannot read the env file {path}: {exc.strerror}") from exc
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    bad = [i + 1 for i, pair in enumerate(pairs) if len(pair) != 2 or not pair[0].strip().isidentifier()]
+    if bad:
+        raise StackError(f"{path} line(s) {bad} are not NAME=value")
+    return {name.strip(): value for name, value in pairs}
+
+
+HEALTH_LINE = "; health="  # an added program's health check, kept in its own .conf
+
+
+def _program_health(s: StackSettings, name: str) -> tuple[str, str] | None:
+    """(URL, key) of an added program that has a health check."""
+    try:
+        first = (s.programs_dir / f"{name}.conf").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    if not first.startswith(HEALTH_LINE):
+        return None
+    url, _, key = first[len(HEALTH_LINE) :].partition(" key=")
+    return url, key
+
+
+def _wait_healthy(s: StackSettings, name: str, url: str, key: str, deadline: float) -> None:
+    rpc = _rpc(s)
+    while not _healthy(url, key):
+        info = rpc.getProcessInfo(name)
+        if info["statename"] in ("FATAL", "EXITED", "BACKOFF") or time.monotonic() > deadline:
+            why = f"is {info['statename']}" if time.monotonic() <= deadline else "is not healthy in time"
+            log = s.log_dir / f"{name}.log"
+            what = f"{url}" + (f" ({key}.status)" if key else "")
+            raise StackError(f"program {name} {why} at {what}. Last lines of {log}:\n{_tail(log)}")
+        time.sleep(0.5)
+
+
+def add(
+    s: StackSettings,
+    name: str,
+    command: list[str],
+    cwd: Path,
+    pass_env: list[str],
+    timeout: float = 30,
+    env_file: Path | None = None,
+    health: str = "",
+    health_key: str = "",
+) -> int:
     """Run `command` as program `name` under this stack's supervisord (restarted
     if it crashes, stopped with the stack). Idempotent: the same definition
-    leaves a running program alone, a changed one is replaced. Returns its pid."""
+    leaves a running program alone, a changed one is replaced. Its environment:
+    the variables of this process that `pass_env` names, then `env_file`'s.
+    With `health`, waits until it is healthy there (start_timeout). Returns its pid."""
     import fnmatch
 
     _program_name(name)
     if not command:
         raise StackError("no command given: `stack.py add NAME --cwd DIR -- COMMAND...`")
+    if health_key and not health:
+        raise StackError("--health-key needs --health URL")
     rpc = _running_rpc(s)
     environment = {k: v for k, v in sorted(os.environ.items()) if any(fnmatch.fnmatchcase(k, p) for p in pass_env)}
+    environment |= read_env_file(env_file) if env_file else {}
     s.programs_dir.mkdir(parents=True, exist_ok=True)
     if "[include]" not in s.conf_path.read_text():
         raise StackError("the running stack predates `stack.py add`: restart it with `make down && make up`")
     conf = s.programs_dir / f"{name}.conf"
-    conf.write_text(_program(name, command, environment, cwd.resolve(), 100, s))
+    check = f"{HEALTH_LINE}{health}" + (f" key={health_key}" if health_key else "") + "\n" if health else ""
+    text = check + _program(name, command, environment, cwd.resolve(), 100, s)
+    if not (conf.exists() and conf.read_text() == text):
+        conf.write_text(text)
     conf.chmod(0o600)  # the keys it was handed are in it
     added, changed, _removed = rpc.reloadConfig()[0]
     if name in changed:
@@ -627,6 +693,8 @@ def add(s: StackSettings, name: str, command: list[str], cwd: Path, pass_env: li
     while True:
         info = rpc.getProcessInfo(name)
         if info["statename"] == "RUNNING":
+            if health:
+                _wait_healthy(s, name, health, health_key, time.monotonic() + s.start_timeout)
             return info["pid"]
         if info["statename"] in ("FATAL", "EXITED") or time.monotonic() > deadline:
             log = s.log_dir / f"{name}.log"
@@ -673,9 +741,10 @@ def restart(s: StackSettings, name: str, timeout: float | None = None) -> int:
     except xmlrpc.client.Fault as exc:
         log = s.log_dir / f"{name}.log"
         raise StackError(f"{name} did not start again ({exc.faultString}). Last lines of {log}:\n{_tail(log)}") from exc
-    health = {svc.name: svc.health_url for svc in services(s)}.get(name)
+    core = {svc.name: (svc.health_url, "") for svc in services(s)}
+    health, key = core.get(name) or _program_health(s, name) or ("", "")
     deadline = time.monotonic() + (timeout or s.start_timeout)
-    while health and not _healthy(health):
+    while health and not _healthy(health, key):
         if time.monotonic() > deadline:
             log = s.log_dir / f"{name}.log"
             raise StackError(f"{name} restarted but is not healthy at {health}. Last lines of {log}:\n{_tail(log)}")
@@ -703,8 +772,12 @@ def status(s: StackSettings) -> bool:
         pid = f"pid {info['pid']}" if info and info["pid"] else ""
         print(f"{svc.title:<15} {state:<9} {'healthy' if healthy else 'unhealthy':<10} {svc.health_url:<38} {pid}")
     for info in _extra_programs(s):
-        all_ok &= info["statename"] == "RUNNING"
-        print(f"{info['name']:<15} {info['statename']:<9} {'':<10} {'(added with stack.py add)':<38} pid {info['pid']}")
+        check = _program_health(s, info["name"])
+        healthy = info["statename"] == "RUNNING" and (check is None or _healthy(*check))
+        all_ok &= healthy
+        word = "" if check is None else "healthy" if healthy else "unhealthy"
+        where = "(added with stack.py add)" if check is None else check[0] + (f" {check[1]}" if check[1] else "")
+        print(f"{info['name']:<15} {info['statename']:<9} {word:<10} {where:<38} pid {info['pid']}")
     return all_ok
 
 
@@ -745,6 +818,9 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="comma-separated variable names or globs to hand the program (PREFECT_*,S3_*)",
     )
+    p_add.add_argument("--env-file", type=Path, help="NAME=value lines handed to the program too (they win)")
+    p_add.add_argument("--health", default="", help="wait until this URL answers 200 (status and restart poll it too)")
+    p_add.add_argument("--health-key", default="", help='and until its JSON has KEY.status == "healthy"')
     p_remove = sub.add_parser("remove")
     p_remove.add_argument("name")
     p_pid = sub.add_parser("pid")
@@ -777,7 +853,18 @@ def main(argv: list[str] | None = None) -> int:
             patterns = [p.strip() for p in args.pass_env.split(",") if p.strip()]
             for name in args.names:
                 command = [part.replace("{name}", name) for part in program]
-                print(f"  {name:<15} running  pid {add(settings, name, command, args.cwd, patterns)}")
+                started = add(
+                    settings,
+                    name,
+                    command,
+                    args.cwd,
+                    patterns,
+                    env_file=args.env_file,
+                    health=args.health.replace("{name}", name),
+                    health_key=args.health_key.replace("{name}", name),
+                )
+                state = "healthy" if args.health else "running"
+                print(f"  {name:<15} {state:<8} pid {started}")
         elif args.command == "remove":
             remove(settings, args.name)
         elif args.command == "pid":

@@ -12,7 +12,7 @@ that environment's `pipeline/submit.py` instead:
   `kfp.Client` and waits with `wait_for_run_completion`.
 
 Either way the answer is the same JSON object, which becomes the task's XCom.
-The KFP run's name (one per DAG and logical date) is its idempotency key.
+The KFP run's name (one per dataset content and parameters) is its idempotency key.
 """
 
 from __future__ import annotations
@@ -35,9 +35,33 @@ RESULT_PREFIX = "P2_SUBMIT_RESULT "
 POD_XCOM = "/airflow/xcom/return.json"  # where the KubernetesPodOperator reads a pod's XCom
 
 
-def run_name(dag_id: str, logical_date) -> str:
-    """One name per DAG and logical date: the idempotency key of the KFP run."""
-    return re.sub(r"[^a-z0-9-]+", "-", f"{dag_id}-{logical_date:%Y%m%dt%H%M%S}".lower())
+def run_name(dataset_sha256: str, params: dict) -> str:
+    """One name per dataset content and training parameters: the idempotency key
+    of the KFP run (the same data written twice, or for two dates, trains once)."""
+    knobs = "-".join(f"{k[0]}{params[k]}" for k in sorted(params))  # max_depth=6, n_estimators=200: m6-n200
+    return re.sub(r"[^a-z0-9-]+", "-", f"p2-wine-{dataset_sha256[:12]}-{knobs}".lower())
+
+
+def dataset_event(context, asset, dag_id: str):
+    """The asset event a training run trains on, and its params.
+
+    Started by the scheduler from asset events: the newest of them (events that
+    queued up while a run was going are all handed to the next one), with the
+    params its producer asked for. Started by hand: the newest event of the
+    asset (its `inlets`), with this run's own params."""
+    triggering = context.get("triggering_asset_events") or {}
+    events = list(triggering[asset]) if asset in triggering else []
+    if events:
+        event = events[-1]
+        return event, dict(context["params"]) | dict((event.extra or {}).get("train_params") or {})
+    history = list(context["inlet_events"][asset])
+    if not history:
+        raise P2Error(
+            f"the DAG run of {dag_id} has no asset event of {asset.uri} to train on: the ETL DAG "
+            "has not loaded a dataset yet",
+            "run the ETL DAG first (`make pattern-2`, or trigger p2_etl); its load task's event starts training",
+        )
+    return history[-1], dict(context["params"])
 
 
 def export_uri(settings: P2Settings, name: str) -> str:
@@ -141,7 +165,7 @@ def submit_pod(settings: P2Settings, task_id: str, upstream: str):
     from airflow.providers.cncf.kubernetes.secret import Secret
     from kubernetes.client import models as k8s
 
-    # Rendered by Airflow when the task runs: the load task's XCom fields.
+    # Rendered by Airflow when the task runs: the plan task's XCom fields.
     request = {
         field: f"{{{{ ti.xcom_pull(task_ids='{upstream}')['{field}'] }}}}"
         for field in ("run_name", "dataset_uri", "export_uri", "params_json", "origin_json")

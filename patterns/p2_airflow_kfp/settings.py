@@ -49,10 +49,13 @@ class P2Settings(BaseSettings):
     # Airflow ------------------------------------------------------------------
     # AIRFLOW_HOME (SQLite database, logs) and kfp.local's outputs live here.
     state_dir: Path = Field(PATTERN_DIR / ".state", validation_alias=_env("STATE_DIR"))
+    # The ETL DAG's clock (cron). Empty: no clock, only triggers (the tests' choice:
+    # unpausing a daily DAG makes the scheduler start the latest interval's run too).
     schedule: str = Field("0 4 * * *", validation_alias=_env("SCHEDULE"))
-    # A running Airflow (the compose tier): the harness (`python -m harness`)
-    # triggers the DAG through this api-server's REST API instead of running it
-    # in-process. Empty: in-process.
+    # A running Airflow (`make pattern-2` sets it on both tiers): the harness
+    # (`python -m harness`) triggers the DAGs through this api-server's REST API;
+    # `python -m harness services` starts the local tier's Airflow on its port.
+    # Empty: the DAGs run in the harness's process (`DAG.test()`, a debugging aid).
     airflow_api_url: str = Field("", validation_alias=_env("AIRFLOW_API_URL"))
     # A user of Airflow's simple auth manager (AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS)
     # and its password (the passwords file): development credentials, like the S3 keys.
@@ -93,7 +96,13 @@ class P2Settings(BaseSettings):
 
     @property
     def airflow_home(self) -> Path:
+        """The Airflow services' home: metadata database (SQLite), logs, passwords."""
         return self.state_dir.resolve() / "airflow"
+
+    @property
+    def dag_test_home(self) -> Path:
+        """The in-process runs' own home: a scheduler must never see a `DAG.test()` run."""
+        return self.state_dir.resolve() / "airflow-dag-test"
 
     @property
     def kfp_local_root(self) -> Path:
@@ -108,10 +117,10 @@ class P2Settings(BaseSettings):
             "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         }
 
-    def airflow_env(self) -> dict[str, str]:
+    def airflow_env(self, home: Path | None = None) -> dict[str, str]:
         """Airflow's own configuration for the local tier: its home in the state
         folder, SQLite, no examples, this pattern's DAGs folder, loopback only."""
-        home = self.airflow_home
+        home = home or self.airflow_home
         return {
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(PATTERN_DIR / "dags"),

@@ -21,6 +21,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -311,19 +312,22 @@ def test_pattern_1_loop_runs_in_the_p1_containers(compose_stack: ComposeStack, p
     assert f"serving models:/{P1_MODEL}/{champion} (@champion)" in served, served[-3000:]
 
 
-def test_pattern_2_runs_the_dag_in_the_compose_airflow(compose_stack: ComposeStack) -> None:
+def test_pattern_2_runs_both_dags_in_the_compose_airflow(compose_stack: ComposeStack) -> None:
     done = compose_stack.make("pattern-2", timeout=1200)
     assert done.returncode == 0, done.output[-4000:]
     result = parse_result(done.stdout)
     assert result["status"] == "ok" and result["decision"] == "published", result
-    # The run is the Airflow scheduler's (LocalExecutor), not an in-process DAG.test().
+    # The runs are the Airflow scheduler's (LocalExecutor), not an in-process DAG.test():
+    # the ETL run the harness triggered, the training run the scheduler created from its asset event.
     base = f"http://127.0.0.1:{compose_stack.env['STACK_AIRFLOW_PORT']}"
-    token = airflow_token(compose_stack, base)
-    runs = httpx.get(
-        f"{base}/api/v2/dags/p2_airflow_kfp/dagRuns", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ).json()["dag_runs"]
-    ours = [r for r in runs if r["dag_run_id"] == result["dag_run"]]
-    assert ours and ours[0]["state"] == "success", runs
+    headers = {"Authorization": f"Bearer {airflow_token(compose_stack, base)}"}
+    for dag_id, run_id, run_type in (
+        ("p2_etl", result["etl_run"], "manual"),
+        ("p2_train", result["train_run"], "asset_triggered"),
+    ):
+        run = httpx.get(f"{base}/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}", headers=headers, timeout=30)
+        assert run.status_code == 200 and run.json()["state"] == "success", run.text
+        assert run.json()["run_type"] == run_type, run.json()
     # The model the scheduler's tasks published, in the compose S3.
     assert result["published"] == f"s3://p2-data/published/ds={result['logical_date']}"
     prefix = result["published"].removeprefix("s3://p2-data/") + "/"

@@ -239,8 +239,9 @@ def test_p2_copied_out_runs_the_dag_and_the_kfp_pipeline(stack: Stack, tmp_path:
     assert result["reused"] == "false" and float(result["accuracy"]) >= 0.9
     assert s3_keys(stack, bucket, f"datasets/wine/ds={day}/"), "no dataset in the copy's bucket"
     assert s3_keys(stack, bucket, f"published/ds={day}/"), "nothing published in the copy's bucket"
-    # Airflow's home and kfp.local's outputs are the copy's own.
-    assert (copy / ".state" / "airflow" / "airflow.db").is_file()
+    # Both DAGs ran in-process (no Airflow URL in the copy): Airflow's home and kfp.local's outputs are the copy's own.
+    assert result["etl_run"] != "none" and result["train_run"] != "none"
+    assert (copy / ".state" / "airflow-dag-test" / "airflow.db").is_file()
     assert git(copy, "status", "--porcelain") == "", "the run left files git does not ignore"
 
 

@@ -6,8 +6,9 @@ data's bytes, the objects in S3). Then ids that match nothing, and the make
 target's usage error.
 
 The runs are on the session stack: patterns 1 and 4 are the session's first
-runs (tests/conftest.py), which their smoke tests read too; pattern 2 runs a
-logical date of its own here, and pattern 3 one training run.
+runs (tests/conftest.py), which their smoke tests read too; pattern 3 runs one
+training run here. Pattern 2's chain is checked beside its first run, in
+tests/p2_airflow_kfp/test_p2.py (its Airflow services start once per session).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PATTERNS, REPO, Stack, in_env, parse_result
+from conftest import LINEAGE_RE, PATTERNS, REPO, Stack, commit_of, in_env, lineage_chain, parse_result
 
 pytestmark = pytest.mark.stack
 
@@ -28,17 +28,8 @@ P2 = PATTERNS / "p2_airflow_kfp"
 P3 = PATTERNS / "p3_metaflow_prefect"
 P4 = PATTERNS / "p4_github_actions_prefect"
 LINEAGE = REPO / "infra" / "lineage" / "lineage.py"
-LINEAGE_RE = re.compile(r"^Lineage: (.*)$", re.MULTILINE)
 FLOW_RUN_URL = re.compile(r"View at \S+/runs/flow-run/([0-9a-f-]{36})")
 HEAD = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def commit_of(folder: Path) -> str:
-    """What patterns 1-3 record: HEAD, with -dirty when the folder has uncommitted changes."""
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--", "."], cwd=folder, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    return f"{HEAD}-dirty" if dirty else HEAD
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +46,7 @@ def lineage(stack: Stack, given: str, *args: str, env: dict[str, str] | None = N
 
 
 def chain(stack: Stack, given: str, *args: str) -> dict[str, str]:
-    done = lineage(stack, given, *args)
-    assert done.returncode == 0, done.output[-3000:]
-    lines = LINEAGE_RE.findall(done.stdout)
-    assert len(lines) == 1, done.output[-3000:]
-    return dict(field.split("=", 1) for field in lines[0].split()) | {"_output": done.stdout}
+    return lineage_chain(stack, given, *args)
 
 
 def links(found: dict[str, str]) -> dict[str, str]:
@@ -98,42 +85,8 @@ def test_p1_chain_from_model_version_mlflow_run_and_prefect_run(lstack: Stack, p
     assert f"s3://dvc/p1_prefect_mlflow/files/md5/{md5[:2]}/{md5[2:]}" in found["_output"]
 
 
-# ---- pattern 2: Airflow DAG run, KFP run ------------------------------------------
-def test_p2_chain_from_dag_run_and_kfp_run(lstack: Stack) -> None:
-    # A logical date of its own: a second run of a date replaces the first DAG run's
-    # records in Airflow (DAG.test()), which pattern 2's smoke test reads for its date.
-    date = "2026-06-01"
-    done = lstack.make("pattern-2", env={"ARGS": f"--date {date}"})
-    assert done.returncode == 0, done.output[-5000:]
-    result = parse_result(done.stdout)
-    assert result["decision"] == "published" and result["reused"] == "false"
-    bucket, key = result["dataset"].removeprefix("s3://").split("/", 1)
-    dataset = lstack.s3().get_object(Bucket=bucket, Key=key)
-    data_sha = hashlib.sha256(dataset["Body"].read()).hexdigest()
-    assert dataset["Metadata"]["dataset-sha256"] == data_sha  # the object says its own version
-    expected = {
-        "pattern": "p2",
-        "git_commit": commit_of(P2),
-        "data_version": data_sha,
-        "orchestrator_run": f"p2_airflow_kfp/{result['dag_run']}",
-        "tracker_run": result["kfp_run_id"],
-        "model_version": f"{result['published']}/model.joblib",
-    }
-    for given in (f"p2_airflow_kfp/{result['dag_run']}", result["kfp_run_id"]):
-        found = chain(lstack, given)
-        assert links(found) == expected, (given, found["_output"])
-    assert lstack.s3().head_object(Bucket=bucket, Key=f"published/ds={date}/model.joblib")
-
-    # The same date again: a new DAG run that reuses the KFP run. From the KFP run,
-    # the chain names the DAG run that trained it; from the new DAG run, the reuse.
-    again = lstack.make("pattern-2", env={"ARGS": f"--date {date}"})
-    assert again.returncode == 0, again.output[-5000:]
-    rerun = parse_result(again.stdout)
-    assert rerun["reused"] == "true" and rerun["kfp_run_id"] == result["kfp_run_id"]
-    assert links(chain(lstack, result["kfp_run_id"])) == expected
-    found = chain(lstack, f"p2_airflow_kfp/{rerun['dag_run']}")
-    assert links(found) == expected | {"orchestrator_run": f"p2_airflow_kfp/{rerun['dag_run']}"}
-    assert f"reused KFP run {result['kfp_run_id']}" in found["_output"]
+# ---- pattern 2: tests/p2_airflow_kfp/test_p2.py follows its first run's model back
+# (the training run, the asset event, the ETL run), on the Airflow services it started.
 
 
 # ---- pattern 3: Metaflow run, Prefect flow run ------------------------------------
@@ -202,7 +155,7 @@ def test_p4_chain_from_release_and_prefect_run(lstack: Stack, p4_cycle: dict) ->
         ("0" * 32, "no mlflow-run '00000000000000000000000000000000' in MLflow"),
         ("models:/no-such-model/1", "has no version 1 of registered model 'no-such-model'"),
         ("local-000000000000", "no kfp-run 'local-000000000000' in the run records s3://p2-data/runs/"),
-        ("p2_airflow_kfp/manual__1999-01-01T00:00:00+00:00", "no airflow-run"),
+        ("p2_train/manual__1999-01-01T00:00:00+00:00", "no airflow-run"),
         ("P3TrainFlow/1", "no metaflow-run 'P3TrainFlow/1' in Metaflow's metadata"),
         ("f" * 40, "no release 'ffffffffffffffffffffffffffffffffffffffff' in s3://p4-models/models/"),
         ("what-is-this", "'what-is-this' is not an id this command knows"),

@@ -24,39 +24,45 @@ def parse():
     return bag, loaded
 
 
+def describe(dag) -> dict:
+    return {
+        "tasks": sorted(dag.task_ids),
+        "edges": sorted([t.task_id, d] for t in dag.tasks for d in t.downstream_task_ids),
+        "operators": {t.task_id: type(t).__name__ for t in dag.tasks},
+        "schedule": str(getattr(dag, "schedule", "")),
+        "catchup": dag.catchup,
+        "params": {k: dag.params[k] for k in dag.params},
+        "outlets": {t.task_id: [a.uri for a in t.outlets] for t in dag.tasks if t.outlets},
+    }
+
+
 def structure() -> dict:
     bag, loaded = parse()
-    dag = bag.dags.get("p2_airflow_kfp")
     return {
         "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
         "dag_ids": sorted(bag.dags),
-        "tasks": sorted(dag.task_ids) if dag else [],
-        "edges": sorted([t.task_id, d] for t in dag.tasks for d in t.downstream_task_ids) if dag else [],
-        "operators": {t.task_id: type(t).__name__ for t in dag.tasks} if dag else {},
-        "schedule": str(getattr(dag, "schedule", "")) if dag else "",
-        "catchup": dag.catchup if dag else None,
-        "params": {k: dag.params[k] for k in dag.params} if dag else {},
+        **{dag_id: describe(dag) for dag_id, dag in bag.dags.items()},
         "heavy_modules": sorted({m.split(".")[0] for m in loaded}),
     }
 
 
 class _TaskInstance:
-    """What the pod's argument templates pull: the load task's XCom."""
+    """What the pod's argument templates pull: the plan task's XCom."""
 
     def xcom_pull(self, task_ids: str) -> dict:
-        assert task_ids == "load"
+        assert task_ids == "plan"
         return {
-            "run_name": "p2-airflow-kfp-20260301t000000",
+            "run_name": "p2-wine-1fe63d079def-m6-n200",
             "dataset_uri": "s3://p2-data/datasets/wine/ds=2026-03-01/wine.csv",
-            "export_uri": "s3://p2-data/runs/p2-airflow-kfp-20260301t000000",
+            "export_uri": "s3://p2-data/runs/p2-wine-1fe63d079def-m6-n200",
             "params_json": '{"n_estimators": 200, "max_depth": 6}',
-            "origin_json": '{"dag_id": "p2_airflow_kfp", "dag_run_id": "manual__2026-03-01T00:00:00+00:00"}',
+            "origin_json": '{"dag_id": "p2_train", "dag_run_id": "asset_triggered__2026-03-01T04:00:05+00:00_x"}',
         }
 
 
 def pod() -> dict:
     bag, _ = parse()
-    task = bag.dags["p2_airflow_kfp"].get_task("submit_pipeline")
+    task = bag.dags["p2_train"].get_task("submit_pipeline")
     task.arguments = task.render_template(task.arguments, {"ti": _TaskInstance()})
     spec = task.build_pod_request_obj(dry_run=True)  # no cluster, no kube config
     container = spec.spec.containers[0]

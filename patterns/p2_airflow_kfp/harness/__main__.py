@@ -1,4 +1,4 @@
-"""`python -m harness`: this repository's harness, one run of pattern 2's DAG
+"""`python -m harness`: this repository's harness, one run of pattern 2 (an ETL run and its training run)
 (the options: harness/cli.py)."""
 
 import logging

@@ -1,20 +1,20 @@
 """This repository's harness (not the pattern): the command line of one run
-of pattern 2's DAG (`python -m harness`, harness/__main__.py).
+of pattern 2 (`python -m harness`, harness/__main__.py).
 
-    python -m harness                        one DAG run for today's logical date (UTC)
+    python -m harness                        an ETL run for today's logical date (UTC), and the
+                                             training run its asset event starts
     python -m harness --date 2026-01-01      for another logical date
-    python -m harness --n-estimators 1 --max-depth 1      DAG params (--min-accuracy too)
-    python -m harness airflow ARGS...        any airflow command with this pattern's AIRFLOW_HOME,
-                                             e.g. `airflow api-server` for the UI on http://127.0.0.1:8080
-    P2_AIRFLOW_API_URL=http://127.0.0.1:8080 python -m harness
-                                             against a running Airflow (the compose tier): trigger
-                                             the DAG over its REST API and follow it (rest.py)
+    python -m harness --n-estimators 1 --max-depth 1      params (--min-accuracy too)
+    python -m harness services FILE          prepare the local tier's Airflow services (services.py)
+    python -m harness airflow ARGS...        any airflow command with the services' AIRFLOW_HOME
 
-Without P2_AIRFLOW_API_URL the DAG runs in this process (in_process.py). The
-options become the DAG run's conf: only those given, so the defaults and
-ranges stay the DAG params' own. Either way the run ends with a summary and
-one stable line for scripts and tests (report.py):
-    Result: pattern=p2 status=ok decision=published ...
+With P2_AIRFLOW_API_URL (make sets it on both tiers) the ETL DAG is triggered
+over Airflow's REST API and both runs are followed (rest.py); without it both
+DAGs run in this process (in_process.py). The options become the ETL run's
+conf: only those given, so the defaults and ranges stay the params' own.
+Either way the runs end with a summary and one stable line for scripts and
+tests (report.py):
+    Result: pattern=p2 status=ok decision=published ... etl_run=... train_run=...
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from harness import in_process
 
         in_process.exec_airflow(settings, argv[1:])
+    if argv[:1] == ["services"]:
+        from harness import services
+
+        return services.main(argv[1:])
     logical_date, conf = parse_args(argv)
     started = time.monotonic()
     api_url = settings.airflow_api_url.rstrip("/")
@@ -65,13 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         print("Result: pattern=p2 status=failed", file=sys.stderr)
         return 1
     outcome = report.outcome_of(run, logical_date, settings)
-    print(report.summary(outcome, time.monotonic() - started, api_url))
+    print(report.summary(outcome, time.monotonic() - started, settings, api_url))
     line = report.result_line(outcome)
     if outcome["status"] != "ok":
-        for task, errors in (run.get("task_errors") or {}).items():  # a remote run: its tasks' errors
-            print(f"{task} failed: " + "\n  ".join(errors or ["(no error in its log; see the UI)"]), file=sys.stderr)
+        for part in ("etl", "train"):  # a remote run: its tasks' errors
+            for task, errors in ((run.get(part) or {}).get("task_errors") or {}).items():
+                print(
+                    f"{task} failed: " + "\n  ".join(errors or ["(no error in its log; see the UI)"]), file=sys.stderr
+                )
         if run.get("already_ended"):
-            print(mode.rerun_hint(settings, run["run_id"]), file=sys.stderr)
+            print(mode.rerun_hint(settings, run), file=sys.stderr)
         print(line, file=sys.stderr)
         return 1
     print(line)

@@ -29,29 +29,28 @@ AIRFLOW = Path(sys.executable).parent / "airflow"
 def configure(settings: P2Settings) -> None:
     """Airflow reads its configuration from the environment when it is
     imported: set it before anything imports airflow."""
-    os.environ.update(settings.airflow_env() | settings.s3_env())
+    os.environ.update(settings.airflow_env(settings.dag_test_home) | settings.s3_env())
     # Task output and warnings only: Airflow's own INFO lines (hundreds per
     # run) go nowhere here. `python -m harness airflow ...` keeps Airflow's default.
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
 
 def exec_airflow(settings: P2Settings, args: list[str]) -> None:
-    """Replace this process with `airflow ARGS` in this pattern's AIRFLOW_HOME."""
-    configure(settings)
-    os.environ.pop("AIRFLOW__LOGGING__LOGGING_LEVEL", None)
+    """Replace this process with `airflow ARGS` in the services' AIRFLOW_HOME
+    (`airflow dags list-runs p2_train`, `airflow assets list`, ...)."""
+    os.environ.update(settings.airflow_env(settings.airflow_home) | settings.s3_env())
     os.execv(str(AIRFLOW), [str(AIRFLOW), *args])
 
 
-def migrate(settings: P2Settings) -> None:
-    """Create or upgrade Airflow's SQLite database once per Airflow version
-    (`airflow db migrate` costs seconds; a stamp file remembers it ran)."""
-    home = settings.airflow_home
+def migrate(home: Path, env: dict[str, str] | None = None) -> None:
+    """Create or upgrade the SQLite database in Airflow's `home` once per Airflow
+    version (`airflow db migrate` costs seconds; a stamp file remembers it ran)."""
     stamp = home / f".migrated-{version('apache-airflow')}"
     if stamp.exists() and (home / "airflow.db").exists():
         return
     home.mkdir(parents=True, exist_ok=True)
     print(f"Creating Airflow's database in {home} (first run only)", flush=True)
-    done = subprocess.run([str(AIRFLOW), "db", "migrate"], capture_output=True, text=True)
+    done = subprocess.run([str(AIRFLOW), "db", "migrate"], capture_output=True, text=True, env=os.environ | (env or {}))
     if done.returncode != 0:
         raise P2Error(
             f"`airflow db migrate` failed in {home}:\n{(done.stdout + done.stderr)[-3000:]}",
@@ -69,8 +68,8 @@ def one_run_per_date(settings: P2Settings, logical_date: datetime):
     nothing executes twice)."""
     import fcntl
 
-    settings.airflow_home.mkdir(parents=True, exist_ok=True)
-    with (settings.airflow_home / f".run-{logical_date:%Y-%m-%d}.lock").open("w") as lock:
+    settings.dag_test_home.mkdir(parents=True, exist_ok=True)
+    with (settings.dag_test_home / f".run-{logical_date:%Y-%m-%d}.lock").open("w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -79,26 +78,37 @@ def one_run_per_date(settings: P2Settings, logical_date: datetime):
         yield
 
 
-def run_dag(logical_date: datetime, conf: dict) -> dict:
-    """One DAG run with `DAG.test()`; its task states and return_value XComs."""
-    sys.path.insert(0, str(PATTERN_DIR / "dags"))
-    import p2_airflow_kfp
+def run_dag(dag, logical_date: datetime | None, conf: dict) -> dict:
+    """One run of `dag` with `DAG.test()`; its task states and return_value XComs."""
     from airflow import settings as airflow_settings
     from airflow.models.xcom import XComModel
 
-    dag_run = p2_airflow_kfp.DAG.test(logical_date=logical_date, run_conf=conf)
+    dag_run = dag.test(logical_date=logical_date, run_conf=conf)
     with airflow_settings.Session() as session:
         states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances(session=session)}
-        rows = session.scalars(
-            XComModel.get_many(run_id=dag_run.run_id, dag_ids=p2_airflow_kfp.DAG_ID, key="return_value")
-        ).all()
+        rows = session.scalars(XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag.dag_id, key="return_value")).all()
         xcoms = {row.task_id: XComModel.deserialize_value(row) for row in rows}
-    return {"run_id": dag_run.run_id, "state": str(dag_run.state), "tasks": states, "xcom": xcoms}
+    return {
+        "run_id": dag_run.run_id,
+        "run_type": str(dag_run.run_type),
+        "state": str(dag_run.state),
+        "tasks": states,
+        "xcom": xcoms,
+    }
 
 
 def trigger_and_wait(settings: P2Settings, logical_date: datetime, conf: dict) -> dict:
-    """The local tier's one DAG run for `logical_date`, start to end."""
+    """The local debugging path: the ETL DAG run for `logical_date`, then, if it
+    loaded a dataset, a manual run of the training DAG, which trains on the
+    asset's newest event (no scheduler here to start it from the event)."""
     configure(settings)
     with one_run_per_date(settings, logical_date):
-        migrate(settings)
-        return run_dag(logical_date, conf)
+        migrate(settings.dag_test_home)
+        sys.path.insert(0, str(PATTERN_DIR / "dags"))
+        import p2_airflow_kfp
+
+        etl = run_dag(p2_airflow_kfp.ETL_DAG, logical_date, conf)
+        answer = {"etl": etl, "train": None, "asset_event": None}
+        if etl["state"] != "success":
+            return answer
+        return answer | {"train": run_dag(p2_airflow_kfp.TRAIN_DAG, None, conf)}

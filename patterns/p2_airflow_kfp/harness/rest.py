@@ -1,22 +1,27 @@
 """This repository's harness (not the pattern): pattern 2 against a running
-Airflow (the compose tier), one DAG run through Airflow 3's REST API, as any
-other system would trigger it.
+Airflow (`make pattern-2` on either tier), one ETL run through Airflow 3's REST
+API, as any other system would trigger it, then the training run the
+scheduler starts from its asset event.
 
     P2_AIRFLOW_API_URL=http://127.0.0.1:8080 python -m harness [--date ...]
 
 Airflow's own services do the work: the dag-processor parses `dags/`, the
-scheduler queues the run and its LocalExecutor runs the tasks. This process
+scheduler queues the runs and its LocalExecutor runs the tasks. This process
 only asks, over HTTP:
 1. a JWT from the simple auth manager (`POST /auth/token`, username and password);
-2. the DAG, once the dag-processor has parsed it (`GET /api/v2/dags/{dag_id}`,
+2. both DAGs, once the dag-processor has parsed them (`GET /api/v2/dags/{dag_id}`,
    bounded by P2_DAG_PARSE_TIMEOUT; on failure the dag-processor's import
-   errors, `GET /api/v2/importErrors`), unpaused if it is paused;
-3. a DAG run for the logical date, with the run's conf (`POST .../dagRuns`);
-4. its state until it ends (bounded by P2_DAG_RUN_TIMEOUT), then the task
-   states and the `return_value` XComs: the same dict as in_process.py's
-   `run_dag`, so report.py's `outcome_of` and `result_line` serve both.
+   errors, `GET /api/v2/importErrors`), unpaused if paused (p2_train first:
+   Airflow queues asset events only for a DAG that is not paused);
+3. an ETL DAG run for the logical date, with the run's conf (`POST .../dagRuns`);
+4. its state until it ends (bounded by P2_DAG_RUN_TIMEOUT);
+5. its asset event (`GET /api/v2/assets/events?source_run_id=...`) and the
+   training DAG run the scheduler created from it (the event's
+   `created_dagruns`), followed to its end in the same way;
+6. the task states and `return_value` XComs of both runs: the same dict as
+   in_process.py's, so report.py's `outcome_of` and `result_line` serve both.
 
-One logical date, one DAG run. The run id derives from the date only
+One logical date, one ETL run. The run id derives from the date only
 (`manual__2026-03-01T00:00:00+00:00`, the form of Airflow's own manual run
 ids), and Airflow refuses a second run for the same DAG and date (409). So a
 second call for a date follows the run that exists (waits for it if it is
@@ -37,10 +42,9 @@ from urllib.parse import quote
 import httpx
 
 from errors import P2Error
-from harness.report import DAG_ID
+from harness.report import DAG_FILE, ETL_DAG_ID, TRAIN_DAG_ID
 from settings import P2Settings
 
-DAG_FILE = f"{DAG_ID}.py"
 TERMINAL = ("success", "failed")
 POLL_SECONDS = 2.0
 REQUEST_TIMEOUT = 30.0  # seconds for one answer once connected
@@ -160,7 +164,7 @@ class AirflowAPI:
         self.token = token
 
     # ## The DAG, parsed and unpaused
-    def wait_for_dag(self) -> dict:
+    def wait_for_dag(self, dag_id: str) -> dict:
         """The DAG as the API shows it, once the dag-processor has parsed it
         without import errors. An import error of its file recorded while this
         waits ends the wait at once; an older one may predate a fix (the
@@ -170,15 +174,15 @@ class AirflowAPI:
         deadline = time.monotonic() + wait
         announced = False
         while True:
-            response = self.call("GET", f"/api/v2/dags/{DAG_ID}", expect=(200, 404))
+            response = self.call("GET", f"/api/v2/dags/{dag_id}", expect=(200, 404))
             dag = response.json() if response.status_code == 200 else {}
             if dag and not dag.get("has_import_errors") and not dag.get("is_stale"):
                 return dag
             fresh = [e for e in self.import_errors(DAG_FILE) if recorded_at(e) >= since]
             if fresh or time.monotonic() >= deadline:
-                raise self.import_failure(wait, dag)
+                raise self.import_failure(dag_id, wait, dag)
             if not announced:
-                print(f"Waiting up to {wait:.0f} s for Airflow's dag-processor to parse {DAG_ID}", flush=True)
+                print(f"Waiting up to {wait:.0f} s for Airflow's dag-processor to parse {dag_id}", flush=True)
                 announced = True
             time.sleep(POLL_SECONDS)
 
@@ -188,7 +192,7 @@ class AirflowAPI:
         errors = response.json().get("import_errors", [])
         return [e for e in errors if str(e.get("filename", "")).endswith(filename)]
 
-    def import_failure(self, wait: float, dag: dict) -> P2Error:
+    def import_failure(self, dag_id: str, wait: float, dag: dict) -> P2Error:
         errors = self.import_errors()
         if errors:
             text = "\n".join(
@@ -197,7 +201,7 @@ class AirflowAPI:
                 for e in errors
             )
             return P2Error(
-                f"Airflow at {self.url} cannot load the DAG {DAG_ID}: the dag-processor reports "
+                f"Airflow at {self.url} cannot load the DAG {dag_id}: the dag-processor reports "
                 f"{len(errors)} import error(s):\n{text}",
                 "fix the error above (the DAG file or the modules beside dags/, or the services' P2_* "
                 "variables); the dag-processor parses the file again by itself",
@@ -209,7 +213,7 @@ class AirflowAPI:
         else:
             state = "is marked as having import errors"
         return P2Error(
-            f"the DAG {DAG_ID} was not ready in Airflow at {self.url} within {wait:.0f} s: it {state}, "
+            f"the DAG {dag_id} was not ready in Airflow at {self.url} within {wait:.0f} s: it {state}, "
             "and the dag-processor reports no import errors",
             "check that the dag-processor runs and that its DAGs folder (AIRFLOW__CORE__DAGS_FOLDER) is this "
             "pattern's dags/, with settings.py, errors.py, etl.py and handoff.py beside it; "
@@ -219,41 +223,40 @@ class AirflowAPI:
     def unpause(self, dag: dict) -> None:
         if not dag.get("is_paused"):
             return
-        self.call("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
+        self.call("PATCH", f"/api/v2/dags/{dag['dag_id']}", json={"is_paused": False})
         print(
-            f"Unpaused the DAG {DAG_ID} (it was paused): its schedule ({dag.get('timetable_summary')}) "
-            "is now on too, and the scheduler may start a scheduled run first",
+            f"Unpaused the DAG {dag['dag_id']} (it was paused): its schedule ({dag.get('timetable_summary')}) is on",
             flush=True,
         )
 
     # ## One DAG run per logical date
-    def run_path(self, run_id: str) -> str:
-        return f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+    def run_path(self, dag_id: str, run_id: str) -> str:
+        return f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
 
     def run_for_date(self, logical_date: datetime) -> dict | None:
         stamp = logical_date.isoformat()
         response = self.call(
-            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"logical_date_gte": stamp, "logical_date_lte": stamp}
+            "GET", f"/api/v2/dags/{ETL_DAG_ID}/dagRuns", params={"logical_date_gte": stamp, "logical_date_lte": stamp}
         )
         runs = response.json().get("dag_runs", [])
         return runs[0] if runs else None
 
     def trigger(self, logical_date: datetime, conf: dict) -> tuple[dict, bool]:
-        """The DAG run for this logical date, and whether this call created it.
+        """The ETL DAG run for this logical date, and whether this call created it.
         Looked up first (a retry, the usual case, triggers nothing); created
         otherwise, where Airflow's 409 settles a race with another caller."""
         run_id = dag_run_id(logical_date)
-        response = self.call("GET", self.run_path(run_id), expect=(200, 404))
+        response = self.call("GET", self.run_path(ETL_DAG_ID, run_id), expect=(200, 404))
         existing = response.json() if response.status_code == 200 else None
         if existing is None:
             body = {"dag_run_id": run_id, "logical_date": logical_date.isoformat(), "conf": conf}
-            response = self.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", expect=(200, 400, 409), json=body)
+            response = self.call("POST", f"/api/v2/dags/{ETL_DAG_ID}/dagRuns", expect=(200, 400, 409), json=body)
             if response.status_code == 200:
-                print(f"Triggered the DAG run {run_id} (conf {json.dumps(conf)}) at {self.url}", flush=True)
+                print(f"Triggered the {ETL_DAG_ID} run {run_id} (conf {json.dumps(conf)}) at {self.url}", flush=True)
                 return response.json(), True
             if response.status_code == 400:
                 raise P2Error(
-                    f"Airflow refused to trigger {DAG_ID} for {logical_date.date()}: {detail(response)}",
+                    f"Airflow refused to trigger {ETL_DAG_ID} for {logical_date.date()}: {detail(response)}",
                     "check the options (--n-estimators >= 1, --max-depth >= 0, 0 <= --min-accuracy <= 1)",
                 )
             # 409: another caller created it meanwhile, or a run of another id holds this date.
@@ -270,27 +273,27 @@ class AirflowAPI:
                 f"the DAG run {found} for logical date {logical_date.date()} already exists with conf "
                 f"{json.dumps(existing.get('conf') or {})}, and this call asks for {json.dumps(conf)}",
                 f"repeat it with the same options to follow that run, or delete that run first "
-                f"(DELETE {self.url}{self.run_path(found)}, or Delete in the UI) and run again",
+                f"(DELETE {self.url}{self.run_path(ETL_DAG_ID, found)}, or Delete in the UI) and run again",
             )
         print(
-            f"The DAG run {found} for {logical_date.date()} already exists ({existing.get('state')}): "
+            f"The {ETL_DAG_ID} run {found} for {logical_date.date()} already exists ({existing.get('state')}): "
             "following it, nothing new is triggered",
             flush=True,
         )
         return existing, False
 
-    def task_instances(self, run_id: str) -> list[dict]:
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         """The run's task instances, in the order they ended (those still going last)."""
-        response = self.call("GET", f"{self.run_path(run_id)}/taskInstances", params={"limit": 100})
+        response = self.call("GET", f"{self.run_path(dag_id, run_id)}/taskInstances", params={"limit": 100})
         return sorted(response.json().get("task_instances", []), key=lambda ti: ti.get("end_date") or "~")
 
-    def task_states(self, run_id: str) -> dict[str, str]:
-        return {ti["task_id"]: str(ti.get("state")) for ti in self.task_instances(run_id)}
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        return {ti["task_id"]: str(ti.get("state")) for ti in self.task_instances(dag_id, run_id)}
 
-    def task_errors(self, run_id: str, task: str, try_number: int) -> list[str]:
+    def task_errors(self, dag_id: str, run_id: str, task: str, try_number: int) -> list[str]:
         """The exceptions a failed task logged (the model rejected, a component's
         error, ...): what in-process mode shows inline with the task logs."""
-        path = f"{self.run_path(run_id)}/taskInstances/{task}/logs/{try_number}"
+        path = f"{self.run_path(dag_id, run_id)}/taskInstances/{task}/logs/{try_number}"
         try:
             response = self.call(
                 "GET", path, expect=(200, 404), params={"full_content": "true"}, headers={"Accept": "application/json"}
@@ -309,55 +312,55 @@ class AirflowAPI:
                 lines.append(str(event.get("event")))
         return [line[:2000] for line in lines[-5:]]
 
-    def wait(self, run: dict) -> dict:
+    def wait(self, dag_id: str, run: dict) -> dict:
         """Poll the run until it ends, printing its state and each task as it ends."""
         run_id = run["dag_run_id"]
         wait = self.settings.dag_run_wait
         deadline = time.monotonic() + wait
         state, seen, queued_since, told_queue = None, {}, time.monotonic(), False
         while True:
-            run = self.call("GET", self.run_path(run_id)).json()
+            run = self.call("GET", self.run_path(dag_id, run_id)).json()
             changed = run.get("state") != state
             state = run.get("state")
             if changed and state not in TERMINAL:
-                print(f"DAG run {run_id}: {state}", flush=True)
-            for task, task_state in self.task_states(run_id).items():
+                print(f"{dag_id} run {run_id}: {state}", flush=True)
+            for task, task_state in self.task_states(dag_id, run_id).items():
                 if task_state in ("success", "failed", "skipped", "upstream_failed") and seen.get(task) != task_state:
                     seen[task] = task_state
                     print(f"  {task}: {task_state}", flush=True)
             if changed and state in TERMINAL:  # after its tasks
-                print(f"DAG run {run_id}: {state}", flush=True)
+                print(f"{dag_id} run {run_id}: {state}", flush=True)
             if state in TERMINAL:
                 return run
             if state == "queued" and not told_queue and time.monotonic() - queued_since > 5:
                 told_queue = True
-                self.tell_queue(run_id)
+                self.tell_queue(dag_id, run_id)
             if time.monotonic() >= deadline:
                 hint = (
                     "is the scheduler running? A queued run also waits for any other active run of this DAG "
                     "(max_active_runs=1)"
                     if state == "queued"
-                    else f"look at the task logs in the UI ({self.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')})"
+                    else f"look at the task logs in the UI ({self.url}/dags/{dag_id}/runs/{quote(run_id, safe='')})"
                 )
                 raise P2Error(
-                    f"the DAG run {run_id} is still {state} after {wait:.0f} s (P2_DAG_RUN_TIMEOUT)",
+                    f"the {dag_id} run {run_id} is still {state} after {wait:.0f} s (P2_DAG_RUN_TIMEOUT)",
                     f"{hint}; running it again follows the same run; raise P2_DAG_RUN_TIMEOUT if it is just slow",
                 )
             time.sleep(POLL_SECONDS)
 
-    def tell_queue(self, run_id: str) -> None:
-        response = self.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"state": "running"})
+    def tell_queue(self, dag_id: str, run_id: str) -> None:
+        response = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"state": "running"})
         ahead = [r["dag_run_id"] for r in response.json().get("dag_runs", []) if r["dag_run_id"] != run_id]
         if ahead:
             print(f"  queued behind {', '.join(ahead)} (the DAG allows one active run at a time)", flush=True)
 
-    def results(self, run: dict) -> dict:
+    def results(self, dag_id: str, run: dict) -> dict:
         """Task states and `return_value` XComs, shaped as in_process.run_dag's answer."""
         run_id = run["dag_run_id"]
-        instances = self.task_instances(run_id)
+        instances = self.task_instances(dag_id, run_id)
         states = {ti["task_id"]: str(ti.get("state")) for ti in instances}
         errors = {
-            ti["task_id"]: self.task_errors(run_id, ti["task_id"], ti.get("try_number") or 1)
+            ti["task_id"]: self.task_errors(dag_id, run_id, ti["task_id"], ti.get("try_number") or 1)
             for ti in instances
             if ti.get("state") == "failed"
         }
@@ -367,13 +370,62 @@ class AirflowAPI:
                 continue
             response = self.call(
                 "GET",
-                f"{self.run_path(run_id)}/taskInstances/{task}/xcomEntries/return_value",
+                f"{self.run_path(dag_id, run_id)}/taskInstances/{task}/xcomEntries/return_value",
                 expect=(200, 404),
                 params={"deserialize": "true"},
             )
             if response.status_code == 200:
                 xcoms[task] = decode_xcom(response.json().get("value"))
-        return {"run_id": run_id, "state": run["state"], "tasks": states, "xcom": xcoms, "task_errors": errors}
+        return {
+            "run_id": run_id,
+            "run_type": run.get("run_type"),
+            "state": run["state"],
+            "tasks": states,
+            "xcom": xcoms,
+            "task_errors": errors,
+        }
+
+    # ## The handoff: the ETL run's asset event, and the training run it started
+    def asset_events_of(self, etl_run_id: str) -> list[dict] | None:
+        """The asset events an ETL run wrote, newest first; None while Airflow cannot
+        list them: Airflow 3.3 answers 500 while a DAG run created from the event has
+        not started yet (its start_date is NULL; apache/airflow#71360, fixed by #71379)."""
+        response = self.call(
+            "GET",
+            "/api/v2/assets/events",
+            expect=(200, 500),
+            params={"source_dag_id": ETL_DAG_ID, "source_run_id": etl_run_id, "order_by": "-timestamp"},
+        )
+        return response.json().get("asset_events", []) if response.status_code == 200 else None
+
+    def training_run_for(self, etl_run_id: str) -> tuple[dict | None, dict | None]:
+        """The asset event of a successful ETL run and the p2_train run the scheduler
+        created from it, waited for (bounded by P2_DAG_PARSE_TIMEOUT); (None, None)
+        if the run wrote no event."""
+        wait = self.settings.dag_parse_timeout
+        deadline = time.monotonic() + wait
+        while True:
+            events = self.asset_events_of(etl_run_id)
+            if events == []:
+                return None, None
+            event = events[0] if events else None
+            runs = [r for r in (event or {}).get("created_dagruns") or [] if r.get("dag_id") == TRAIN_DAG_ID]
+            if runs:
+                run = self.call("GET", self.run_path(TRAIN_DAG_ID, runs[-1]["run_id"])).json()
+                print(
+                    f"The scheduler started the {TRAIN_DAG_ID} run {run['dag_run_id']} ({run.get('run_type')}) "
+                    f"from asset event {event['id']} of {event.get('uri')}",
+                    flush=True,
+                )
+                return run, event
+            if time.monotonic() >= deadline:
+                raise P2Error(
+                    f"no {TRAIN_DAG_ID} run was created from the asset event of {ETL_DAG_ID} run {etl_run_id} "
+                    f"within {wait:.0f} s",
+                    f"check that the scheduler runs and that {TRAIN_DAG_ID} is not paused (Airflow queues asset "
+                    f"events only for unpaused DAGs: trigger {TRAIN_DAG_ID} by hand to train on the newest dataset)",
+                )
+            time.sleep(POLL_SECONDS / 2)
 
 
 def recorded_at(error: dict) -> datetime:
@@ -393,22 +445,38 @@ def detail(response: httpx.Response) -> str:
 
 
 def trigger_and_wait(settings: P2Settings, logical_date: datetime, conf: dict) -> dict:
-    """One DAG run for `logical_date` on the Airflow at settings.airflow_api_url,
-    followed to its end: {"run_id", "state", "tasks", "xcom", "task_errors",
-    "created", "already_ended"}. A run that already exists for the date is
-    followed, not repeated (created=False; already_ended if it had ended)."""
+    """One ETL run for `logical_date` on the Airflow at settings.airflow_api_url and
+    the training run its asset event started, each followed to its end:
+    {"etl": run, "train": run or None, "asset_event": event or None, "created",
+    "already_ended"}, a run being {"run_id", "run_type", "state", "tasks", "xcom",
+    "task_errors"}. An ETL run that already exists for the date is followed, not
+    repeated (created=False; already_ended if it had ended)."""
     with AirflowAPI(settings) as api:
         api.login()
-        api.unpause(api.wait_for_dag())
+        train_dag, etl_dag = api.wait_for_dag(TRAIN_DAG_ID), api.wait_for_dag(ETL_DAG_ID)
+        api.unpause(train_dag)  # first: an event for a paused DAG would start nothing
+        api.unpause(etl_dag)
         run, created = api.trigger(logical_date, conf)
         ended = not created and run.get("state") in TERMINAL
-        return api.results(api.wait(run)) | {"created": created, "already_ended": ended}
+        etl = api.results(ETL_DAG_ID, api.wait(ETL_DAG_ID, run))
+        answer = {"etl": etl, "train": None, "asset_event": None, "created": created, "already_ended": ended}
+        train, event = api.training_run_for(etl["run_id"]) if etl["state"] == "success" else (None, None)
+        if train is None:
+            print(f"No asset event from {etl['run_id']}: nothing trains", flush=True)
+            return answer
+        ended = ended and train.get("state") in TERMINAL  # both had ended before this call
+        answer |= {"already_ended": ended, "asset_event": event}
+        return answer | {"train": api.results(TRAIN_DAG_ID, api.wait(TRAIN_DAG_ID, train))}
 
 
-def rerun_hint(settings: P2Settings, run_id: str) -> str:
-    path = f"{settings.airflow_api_url.rstrip('/')}/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+def rerun_hint(settings: P2Settings, answer: dict) -> str:
+    """How to run again a date whose runs had already ended, one of them failed:
+    clear the failed one (the training run, else the ETL run)."""
+    failed = answer["train"] if (answer.get("train") or {}).get("state") == "failed" else answer["etl"]
+    dag_id = TRAIN_DAG_ID if failed is answer.get("train") else ETL_DAG_ID
+    path = f"{settings.airflow_api_url.rstrip('/')}/api/v2/dags/{dag_id}/dagRuns/{quote(failed['run_id'], safe='')}"
     return (
-        f"The DAG run {run_id} already existed and had failed; nothing ran again. To run this date again "
-        f'once the cause is fixed, clear the run (POST {path}/clear with {{"dry_run": false}}, or Clear '
+        f"The {dag_id} run {failed['run_id']} already existed and had failed; nothing ran again. To run it "
+        f'again once the cause is fixed, clear it (POST {path}/clear with {{"dry_run": false}}, or Clear '
         "in the UI), or delete it (DELETE, same URL) and run this again."
     )

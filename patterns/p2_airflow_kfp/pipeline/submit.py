@@ -83,7 +83,7 @@ def write_record(export_uri: str, record: dict) -> None:
 def check_same_params(record: dict, params: dict, export_uri: str) -> None:
     if record.get("params") != params:
         raise SubmitError(
-            f"run {record['run_name']} already exists for this logical date with other parameters "
+            f"run {record['run_name']} already exists with other parameters "
             f"({record.get('params')}, asked for {params}); delete {export_uri}/{RECORD} to train again"
         )
 

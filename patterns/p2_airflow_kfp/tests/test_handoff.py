@@ -1,7 +1,7 @@
 """The contract between the DAG and the KFP environment, without running
-either: the run name (the KFP run's idempotency key, one per DAG and logical
-date), where the run record goes, submit.py's arguments, and how its answer
-is read back."""
+either: the run name (the KFP run's idempotency key, one per dataset content
+and parameters), which asset event a training run trains on, where the run
+record goes, submit.py's arguments, and how its answer is read back."""
 
 from __future__ import annotations
 
@@ -17,12 +17,39 @@ from settings import P2Settings
 DAY = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def test_run_name_is_one_per_dag_and_logical_date() -> None:
-    name = handoff.run_name("p2_airflow_kfp", DAY)
-    assert name == "p2-airflow-kfp-20260301t000000"  # KFP-safe: lower case, digits, dashes
-    assert handoff.run_name("p2_airflow_kfp", datetime(2026, 3, 1, tzinfo=UTC)) == name  # a retry finds it
-    assert handoff.run_name("p2_airflow_kfp", datetime(2026, 3, 2, tzinfo=UTC)) != name
-    assert handoff.run_name("other_dag", DAY) != name
+SHA = "1fe63d079def" + "0" * 52
+
+
+def test_run_name_is_one_per_dataset_content_and_parameters() -> None:
+    name = handoff.run_name(SHA, {"n_estimators": 200, "max_depth": 6})
+    assert name == "p2-wine-1fe63d079def-m6-n200"  # KFP-safe: lower case, digits, dashes
+    assert handoff.run_name(SHA, {"max_depth": 6, "n_estimators": 200}) == name  # a retry finds it
+    assert handoff.run_name("f" * 64, {"n_estimators": 200, "max_depth": 6}) != name  # other data
+    assert handoff.run_name(SHA, {"n_estimators": 1, "max_depth": 1}) != name  # other parameters
+
+
+class Event:
+    def __init__(self, uri: str, params: dict | None = None):
+        self.extra = {"dataset_uri": uri} | ({"train_params": params} if params else {})
+
+
+def test_the_training_run_takes_the_newest_triggering_event_and_its_params() -> None:
+    wine = object()
+    old, new = Event("s3://b/ds=1", {"n_estimators": 5}), Event("s3://b/ds=2", {"n_estimators": 1, "max_depth": 1})
+    context = {"triggering_asset_events": {wine: [old, new]}, "params": {"n_estimators": 200, "max_depth": 6}}
+    event, params = handoff.dataset_event(context, wine, "p2_train")
+    assert event is new and params == {"n_estimators": 1, "max_depth": 1}
+
+
+def test_a_manual_training_run_takes_the_newest_event_of_the_asset_and_its_own_params() -> None:
+    wine = type("A", (), {"uri": "s3://b/datasets/wine"})()
+    newest = Event("s3://b/ds=2", {"n_estimators": 1})
+    context = {"triggering_asset_events": {}, "inlet_events": {wine: [Event("s3://b/ds=1"), newest]}}
+    event, params = handoff.dataset_event(context | {"params": {"n_estimators": 7}}, wine, "p2_train")
+    assert event is newest and params == {"n_estimators": 7}
+    with pytest.raises(P2Error, match="no asset event of s3://b/datasets/wine to train on") as err:
+        handoff.dataset_event(context | {"inlet_events": {wine: []}, "params": {}}, wine, "p2_train")
+    assert "run the ETL DAG first" in str(err.value)
 
 
 def test_the_run_record_lives_under_the_run_name() -> None:

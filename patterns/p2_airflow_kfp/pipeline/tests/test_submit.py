@@ -81,7 +81,7 @@ def test_a_recorded_run_with_other_parameters_is_refused(monkeypatch: pytest.Mon
     record = {"run_name": "r", "run_id": "local-abc", "state": "SUCCEEDED", "params": {"n_estimators": 5}}
     with pytest.raises(SubmitError) as failed:
         submit._run_or_reuse(_args(), {"n_estimators": 50}, record, {})
-    assert "run r already exists for this logical date with other parameters" in str(failed.value)
+    assert "run r already exists with other parameters" in str(failed.value)
     assert "delete s3://b/runs/r/run.json to train again" in str(failed.value)
 
 
