@@ -371,11 +371,12 @@ audit: _uv ## pip-audit every lock file; fails on a known vulnerability (accepte
 	    --progress-spinner off $(addprefix --ignore-vuln ,$(AUDIT_IGNORE)) -r $$tmp/req.txt || rc=1; \
 	done; rm -rf $$tmp; exit $$rc
 
-lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema check and zizmor
+lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema check, actionlint and zizmor
 	$(UV) run --locked --project $(ROOT) ruff check $(ROOT)
 	$(UV) run --locked --project $(ROOT) ruff format --check $(ROOT)
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) shellcheck .ci/run $$(git ls-files '*.sh')
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	cd $(ROOT) && $(UV) run --locked --project $(ROOT) actionlint -no-color -pyflakes= .github/workflows/*.yml
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) zizmor --offline --no-progress .github/workflows
 
 bench: _uv ## Benchmarks and the measured decision matrix (bench/results/decision-matrix.md + .png): local, compose, p4 image

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,8 @@ def test_p4_cd_deploys_on_main_and_only_dry_runs_pull_requests() -> None:
     assert jobs["dry-run"]["if"] == "github.event_name == 'pull_request'"
     assert called("dry-run") == ["p4-build", "p4-validate"]
     assert jobs["dry-run"]["env"]["P4_PUSH"] == "false"
-    assert jobs["deploy"]["if"] == "github.event_name != 'pull_request'"
+    # A manual run from another branch deploys nothing (not only the environment's rules).
+    assert jobs["deploy"]["if"] == "github.event_name != 'pull_request' && github.ref == 'refs/heads/main'"
     assert called("deploy") == ["p4-build", "p4-deploy", "p4-run"]
     assert jobs["dry-run"]["needs"] == jobs["deploy"]["needs"] == "test"
     # Secrets reach only the steps that use them, never a whole job or the workflow.
@@ -112,3 +114,22 @@ def test_e2e_compose_runs_the_normal_stack_dumps_logs_on_failure_and_always_tear
     # The steps after the tests reach the tests' compose project and state.
     assert job["env"]["COMPOSE_PROJECT_NAME"] == "hybrid-ml-patterns-test"
     assert job["env"]["COMPOSE_STATE_DIR"].endswith("/.state/compose-test")
+
+
+def test_actionlint_in_make_lint_catches_what_the_schema_cannot(tmp_path: Path) -> None:
+    """`make lint` runs actionlint: an undefined job in `needs`, an unknown context
+    and a shellcheck finding in a `run:` step pass the JSON schema but not it."""
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    needs: nowhere\n"
+        "    steps:\n      - run: echo ${{ github.evnt.name }} $UNQUOTED_VAR\n"
+    )
+    found = subprocess.run(
+        ["actionlint", "-no-color", "-pyflakes=", "-oneline", str(bad)], capture_output=True, text=True, check=False
+    )
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert 'job "a" needs job "nowhere" which does not exist' in found.stdout
+    assert 'property "evnt" is not defined' in found.stdout
+    assert "SC2086" in found.stdout  # shellcheck: double quote to prevent globbing
+    assert "actionlint -no-color -pyflakes= .github/workflows/*.yml" in (REPO / "Makefile").read_text()

@@ -81,8 +81,8 @@ class P2Settings(BaseSettings):
     # submit pod and the pipeline's component pods (`make pattern-2-cluster` creates it).
     k8s_s3_secret: str = Field("p2-s3-credentials", validation_alias=_env("K8S_S3_SECRET"))
     # S3 as pods see it: the same buckets as P2_S3_ENDPOINT_URL, reached from inside
-    # the cluster (KFP standalone's MinIO service by default).
-    k8s_s3_endpoint_url: str = Field("http://minio-service.kubeflow:9000", validation_alias=_env("K8S_S3_ENDPOINT_URL"))
+    # the cluster (KFP standalone's SeaweedFS service, S3 on 9000, by default).
+    k8s_s3_endpoint_url: str = Field("http://seaweedfs.kubeflow:9000", validation_alias=_env("K8S_S3_ENDPOINT_URL"))
     # How long a service may take to answer (S3 connect timeout).
     connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("CONNECT_TIMEOUT"))
 

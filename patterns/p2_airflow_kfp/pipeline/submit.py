@@ -154,10 +154,44 @@ def run_cluster(args: argparse.Namespace, params: dict) -> tuple[dict, bool]:
         )
         run_id, reused = run.run_id, False
         print(f"submitted KFP run {run_id} named {args.run_name}")
-    finished = client.wait_for_run_completion(run_id, timeout=args.timeout)
-    if finished.state != "SUCCEEDED":
-        raise SubmitError(f"KFP run {run_id} ended {finished.state}: {getattr(finished, 'error', '') or ''}")
+    finished = wait_for_run(client, run_id, timeout=args.timeout)
     return {"run_id": run_id, "state": finished.state}, reused
+
+
+# KFP's run states (v2beta1 RuntimeState). kfp.Client.wait_for_run_completion
+# (kfp 2.17) stops only on succeeded/failed/skipped/error: a canceled run would
+# be waited on until the timeout, so this loop ends on cancelation too.
+RUNNING_STATES = frozenset({"RUNTIME_STATE_UNSPECIFIED", "PENDING", "RUNNING", "PAUSED", ""})
+CANCELED_STATES = frozenset({"CANCELING", "CANCELED"})
+
+
+class RunEnded(SubmitError):
+    """The KFP run ended without succeeding; `state` is how (FAILED, CANCELED, ...)."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+def wait_for_run(client, run_id: str, timeout: float, poll: float = 5.0, clock=time.monotonic, sleep=time.sleep):
+    """Poll `client.get_run` until the run ends: its record when it succeeded,
+    RunEnded(state) when it failed, was skipped or was canceled (CANCELING
+    counts: nothing will succeed after it), SubmitError past `timeout` seconds."""
+    deadline = clock() + timeout
+    while True:
+        run = client.get_run(run_id)
+        state = str(run.state or "")
+        if state == "SUCCEEDED":
+            return run
+        if state in CANCELED_STATES:
+            raise RunEnded(f"KFP run {run_id} was canceled ({state}); submit it again to train", "CANCELED")
+        if state not in RUNNING_STATES:
+            error = getattr(run, "error", None)
+            reason = getattr(error, "message", None) or error or ""
+            raise RunEnded(f"KFP run {run_id} ended {state}: {reason}".rstrip(": "), state)
+        if clock() >= deadline:
+            raise SubmitError(f"KFP run {run_id} still {state or 'PENDING'} after {timeout:g} s (--timeout)")
+        sleep(poll)
 
 
 # ## Command line
@@ -224,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             _run_or_reuse(args, params, record, result)
     except Exception as exc:
         result |= {
-            "state": "FAILED",
+            "state": exc.state if isinstance(exc, RunEnded) else "FAILED",
             "error": f"{exc}" if isinstance(exc, SubmitError) else f"{type(exc).__name__}: {exc}",
         }
     result["seconds"] = round(time.monotonic() - started, 2)
