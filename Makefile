@@ -239,7 +239,7 @@ endif
 	@echo "== pattern 4, stage 5/5: run (a local worker executes it)" && $(MAKE) --no-print-directory p4-worker p4-run
 
 ##@ Pattern 4 stages (what .github/workflows/p4-cd.yml runs; P4_* variables, see its .env.example)
-.PHONY: p4-lint p4-test p4-build p4-validate p4-deploy p4-run p4-worker
+.PHONY: p4-lint p4-test p4-build p4-validate p4-report p4-pr-comment p4-deploy p4-run p4-worker
 p4-lint: _uv ## Pattern 4 lint stage: ruff check and format check of the pattern
 	@$(P4_RUN) ruff check . && $(P4_RUN) ruff format --check .
 
@@ -256,6 +256,16 @@ endif
 
 p4-validate: _uv ## Pattern 4 dry run: check every deployment in prefect.yaml, deploy nothing
 	@$(P4_RUN) python release.py validate
+
+p4-report: _uv ## Pattern 4 pull-request report: train on this branch, compare with the model in service (report.md + PNG)
+	@$(P4_RUN) python report.py --out $(P4)/.state/report
+
+p4-pr-comment: ## Post pattern 4's report on the pull request with CML (GitHub Actions: setup-cml, REPO_TOKEN)
+	@command -v cml >/dev/null || { echo "error: cml is not on PATH" >&2; \
+	  echo "  fix: in GitHub Actions, run iterative/setup-cml first (p4-cd.yml's report job)" >&2; exit 1; }
+	@test -f $(P4)/.state/report/report.md || { echo "error: no report at $(P4)/.state/report/report.md" >&2; \
+	  echo "  fix: run make p4-report first" >&2; exit 1; }
+	@cd $(P4)/.state/report && cml comment create --watermark-title="p4-retrain on this branch" report.md
 
 p4-deploy: _uv ## Pattern 4 deploy stage: `prefect deploy --all` from prefect.yaml (PREFECT_API_URL)
 	@$(P4_RUN) python release.py deploy
