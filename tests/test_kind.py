@@ -99,7 +99,9 @@ def test_a_missing_docker_or_argument_is_an_error_naming_it(command: str, tmp_pa
     and `s3` without their argument print their usage."""
     (tmp_path / "dirname").symlink_to(shutil.which("dirname"))  # the script's one tool before docker
     env = os.environ | {"PATH": str(tmp_path)}
-    done = subprocess.run([shutil.which("bash"), str(KIND_SH), command], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [shutil.which("bash"), str(KIND_SH), command], capture_output=True, text=True, env=env, check=False
+    )
     assert done.returncode == 1
     expected = "kind needs Docker" if command == "up" else f"usage: kind.sh {command}"
     assert expected in done.stderr, done.stderr
