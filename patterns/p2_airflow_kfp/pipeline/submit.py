@@ -6,16 +6,19 @@ KubernetesPodOperator pod whose image holds this environment.
 
     python submit.py --mode local   --run-name NAME --dataset-uri s3://... --export-uri s3://... [--params-json '{...}']
     python submit.py --mode cluster --host URL ...   (kfp.Client against a KFP API server)
+    python submit.py --mode vertex --project P --region R --pipeline-root gs://... ...
+                                                     (the same IR as a Vertex AI PipelineJob)
 
-Both modes give the same answer: one JSON object, printed on the last line
+Every mode gives the same answer: one JSON object, printed on the last line
 after `P2_SUBMIT_RESULT ` and, with --result-file, written there too (the pod
 writes /airflow/xcom/return.json, which the KubernetesPodOperator turns into
 XCom). The metrics themselves live in the run record the pipeline's
 evaluate step writes under --export-uri (metrics.json, model.joblib).
 
-Idempotency: the run name is derived by Airflow from the DAG id and the
-logical date. On a cluster, KFP's own run store answers "does a run with this
-name exist?" (a running one is waited for, a succeeded one reused). kfp.local
+Idempotency: the run name is derived by Airflow from the dataset's sha256
+and the training parameters (handoff.run_name). On a cluster, KFP's own run
+store answers "does a run with this name exist?" (a running one is waited
+for, a succeeded one reused); on Vertex AI the name is the job id. kfp.local
 keeps no run store, so this script keeps its own record: `run.json` under the
 export URI, written only after the run succeeded. Same name, record present:
 the run is reused, nothing executes.
@@ -194,6 +197,59 @@ def wait_for_run(client, run_id: str, timeout: float, poll: float = 5.0, clock=t
         sleep(poll)
 
 
+# ## Vertex AI Pipelines: the same compiled IR, submitted with google-cloud-aiplatform
+def vertex_job(args: argparse.Namespace, params: dict, package: Path, credentials=None):
+    """The PipelineJob for this run: the job id is the run name, so a second submit
+    of the same run finds the first one (Vertex refuses a duplicate id). Built
+    without a request; `credentials=None` is Application Default Credentials."""
+    from google.cloud.aiplatform.pipeline_jobs import PipelineJob
+
+    if not args.pipeline_root.startswith("gs://"):
+        raise SubmitError(f"--pipeline-root {args.pipeline_root!r} must be a gs:// URI for Vertex AI Pipelines")
+    return PipelineJob(
+        display_name=args.run_name,
+        template_path=str(package),
+        job_id=args.run_name,
+        pipeline_root=args.pipeline_root,
+        parameter_values={"dataset_uri": args.dataset_uri, "export_uri": args.export_uri, **params},
+        project=args.project,
+        location=args.region,
+        enable_caching=False,
+        labels={"pattern": "p2-airflow-kfp"},
+        credentials=credentials,
+    )
+
+
+def run_vertex(args: argparse.Namespace, params: dict) -> tuple[dict, bool]:
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud.aiplatform.pipeline_jobs import PipelineJob
+    from pipeline import compile_pipeline
+
+    job = vertex_job(args, params, compile_pipeline(Path(tempfile.mkdtemp()) / "p2_pipeline.yaml"))
+    try:
+        job.submit(service_account=args.service_account or None)
+        reused = False
+        print(f"submitted Vertex AI pipeline job {job.resource_name}")
+    except AlreadyExists:
+        name = f"projects/{args.project}/locations/{args.region}/pipelineJobs/{args.run_name}"
+        job, reused = PipelineJob.get(name, project=args.project, location=args.region), True
+        print(f"reusing Vertex AI pipeline job {name}")
+    deadline = time.monotonic() + args.timeout
+    while (state := job.state.name) not in VERTEX_ENDED:
+        if time.monotonic() >= deadline:
+            raise SubmitError(f"Vertex AI job {job.resource_name} still {state} after {args.timeout:g} s (--timeout)")
+        time.sleep(15)
+    if state != "PIPELINE_STATE_SUCCEEDED":
+        ended = "CANCELED" if state in ("PIPELINE_STATE_CANCELLED", "PIPELINE_STATE_CANCELLING") else "FAILED"
+        raise RunEnded(f"Vertex AI job {job.resource_name} ended {state}: {job.error or ''}".rstrip(": "), ended)
+    return {"run_id": job.resource_name, "state": "SUCCEEDED"}, reused
+
+
+VERTEX_ENDED = frozenset(
+    {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED", "PIPELINE_STATE_CANCELLING"}
+)
+
+
 # ## Command line
 def pipeline_params() -> dict[str, type]:
     """The pipeline's parameters and their types, as its signature declares
@@ -224,7 +280,7 @@ def parse_params(text: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Submit pattern 2's KFP pipeline and wait for it.")
-    parser.add_argument("--mode", choices=["local", "cluster"], default="local")
+    parser.add_argument("--mode", choices=["local", "cluster", "vertex"], default="local")
     parser.add_argument("--run-name", required=True)
     parser.add_argument("--dataset-uri", required=True)
     parser.add_argument("--export-uri", required=True)
@@ -235,7 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         help="what submitted the run (DAG run, data sha256, git commit): kept in run.json",
     )
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument("--pipeline-root", default=str(Path.cwd() / "local_outputs"), help="local mode")
+    parser.add_argument(
+        "--pipeline-root", default=str(Path.cwd() / "local_outputs"), help="local mode: a folder; vertex: gs://..."
+    )
+    parser.add_argument("--project", default="", help="vertex mode: the Google Cloud project")
+    parser.add_argument("--region", default="", help="vertex mode: the Vertex AI region, e.g. europe-west4")
+    parser.add_argument("--service-account", default="", help="vertex mode: the jobs' service account")
     parser.add_argument("--host", default="", help="cluster mode: the KFP API URL")
     parser.add_argument("--namespace", default="")
     parser.add_argument("--experiment", default="p2-airflow-kfp")
@@ -302,12 +363,20 @@ def _run_or_reuse(args: argparse.Namespace, params: dict, record: dict | None, r
     else:
         if args.mode == "local":
             outcome, reused = run_local(args, params), False
-        else:
-            if not args.host:
-                raise SubmitError("cluster mode needs --host (the KFP API URL)")
-            outcome, reused = run_cluster(args, params)
+        else:  # cluster or vertex
+            outcome, reused = run_remote(args, params)
         result |= outcome | {"reused": reused, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
         write_record(args.export_uri, result)
+
+
+def run_remote(args: argparse.Namespace, params: dict) -> tuple[dict, bool]:
+    if args.mode == "vertex":
+        if not (args.project and args.region):
+            raise SubmitError("vertex mode needs --project and --region (P2_VERTEX_PROJECT, P2_VERTEX_REGION)")
+        return run_vertex(args, params)
+    if not args.host:
+        raise SubmitError("cluster mode needs --host (the KFP API URL)")
+    return run_cluster(args, params)
 
 
 if __name__ == "__main__":
