@@ -210,6 +210,10 @@ endif
 pattern-2-compile: _uv ## Compile pattern 2's KFP pipeline to IR YAML (pipeline/p2_pipeline.yaml)
 	@cd $(P2)/pipeline && $(UV) run --locked python pipeline.py compile
 
+.PHONY: p2-mwaa-bundle
+p2-mwaa-bundle: _uv ## Pattern 2's DAGs as an Amazon MWAA bundle in patterns/p2_airflow_kfp/.state/mwaa (cluster mode: P2_KFP_HOST; MWAA_AIRFLOW=)
+	@cd $(P2) && $(UV) run --locked python mwaa.py $(if $(MWAA_AIRFLOW),--airflow $(MWAA_AIRFLOW)) $(if $(MWAA_PYTHON),--python $(MWAA_PYTHON))
+
 .PHONY: pattern-2-test
 pattern-2-test: _uv ## Pattern 2's fast tests, no services: the DAG side (tests/), then the KFP side (pipeline/tests/)
 	@cd $(P2) && $(UV) run --locked pytest -q
