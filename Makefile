@@ -88,6 +88,7 @@ P3 := $(ROOT)/patterns/p3_metaflow_prefect
 P3_WORKERS ?= 2
 P4 := $(ROOT)/patterns/p4_github_actions_prefect
 P4_RUN = cd $(P4) && $(UV) run --locked
+P4_REPORT = $(or $(P4_STATE_DIR),$(P4)/.state)/report
 BENCH_ENVS := $(ROOT)/bench/envs
 PYTEST_ARGS ?=
 
@@ -262,14 +263,14 @@ p4-validate: _uv ## Pattern 4 dry run: check every deployment in prefect.yaml, d
 	@$(P4_RUN) python release.py validate
 
 p4-report: _uv ## Pattern 4 pull-request report: train on this branch, compare with the model in service (report.md + PNG)
-	@$(P4_RUN) python report.py --out $(P4)/.state/report
+	@$(P4_RUN) python report.py
 
 p4-pr-comment: ## Post pattern 4's report on the pull request with CML (GitHub Actions: setup-cml, REPO_TOKEN)
 	@command -v cml >/dev/null || { echo "error: cml is not on PATH" >&2; \
 	  echo "  fix: in GitHub Actions, run iterative/setup-cml first (p4-cd.yml's report job)" >&2; exit 1; }
-	@test -f $(P4)/.state/report/report.md || { echo "error: no report at $(P4)/.state/report/report.md" >&2; \
+	@test -f $(P4_REPORT)/report.md || { echo "error: no report at $(P4_REPORT)/report.md" >&2; \
 	  echo "  fix: run make p4-report first" >&2; exit 1; }
-	@cd $(P4)/.state/report && cml comment create --watermark-title="p4-retrain on this branch" report.md
+	@cd $(P4_REPORT) && cml comment create --watermark-title="p4-retrain on this branch" report.md
 
 p4-deploy: _uv ## Pattern 4 deploy stage: `prefect deploy --all` from prefect.yaml (PREFECT_API_URL)
 	@$(P4_RUN) python release.py deploy

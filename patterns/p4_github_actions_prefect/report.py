@@ -1,7 +1,8 @@
 """The pull request's report: what this branch's code and data train, beside the
 model in service, as markdown and a confusion-matrix PNG.
 
-    python report.py [--out DIR]     DIR/report.md + DIR/confusion_matrix.png (make p4-report)
+    python report.py [--out DIR]     DIR/report.md + DIR/confusion_matrix.png (make p4-report;
+                                     default DIR: P4_STATE_DIR/report)
 
 p4-cd.yml's pull-request job runs `make p4-report` and posts report.md as a
 comment with CML (`cml comment create`); a reviewer sees the same file locally.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -139,7 +141,8 @@ def build(out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=PATTERN_DIR / ".state" / "report")
+    state = Path(os.environ.get("P4_STATE_DIR") or PATTERN_DIR / ".state")  # read raw: the settings may be unset
+    parser.add_argument("--out", type=Path, default=state / "report")
     args = parser.parse_args(argv)
     try:
         done = build(args.out)
