@@ -1,13 +1,13 @@
 """Pattern 2's DAGs as an Amazon MWAA bundle: the same files, laid out the way
 MWAA reads them from its S3 bucket.
 
-    python mwaa.py [--out DIR] [--airflow 3.3.2] [--python 3.12]   (make p2-mwaa-bundle)
+    python mwaa.py [--out DIR] [--airflow 3.3.1] [--python 3.12]   (make p2-mwaa-bundle)
 
     DIR/dags/p2_airflow_kfp/...  the DAG file and the modules it imports, with the
                                  sample data; sync to s3://<bucket>/dags/
     DIR/dags/.airflowignore      the modules are not DAG files: not parsed as such
     DIR/requirements.txt         MWAA's --constraint line for that Airflow and
-                                 Python, then this folder's pins from uv.lock
+                                 Python, then the packages MWAA lacks
     DIR/startup.sh               the P2_* settings of this shell (never a key or
                                  password): MWAA runs it before its components
 
@@ -46,6 +46,9 @@ HERE_ONLY = (
     "P2_STATE_DIR",
     "P2_KFP_PYTHON",
 )
+# The newest Airflow MWAA offers (docs.aws.amazon.com/mwaa/latest/userguide/airflow-versions.html,
+# read 2026-11-27: 3.3.1, 3.2.1, 3.0.6, 2.11.x, 2.10.x; every 3.x on Python 3.12). Not 3.3.2.
+MWAA_AIRFLOW, MWAA_PYTHON = "3.3.1", "3.12"
 CONSTRAINTS = "https://raw.githubusercontent.com/apache/airflow/constraints-{airflow}/constraints-{python}.txt"
 
 
@@ -55,9 +58,13 @@ def locked_versions() -> dict[str, str]:
 
 
 def requirements(airflow: str, python: str) -> str:
+    """MWAA installs with Airflow's constraints for its version, which pin the
+    provider too (3.3.1's: cncf-kubernetes 10.21.0): a different pin here would
+    fail the install, so the names stand alone and the versions tested here are noted."""
     locked = locked_versions()
+    tested = ", ".join(f"{name}=={locked[name]}" for name in PINNED)
     lines = [f'--constraint "{CONSTRAINTS.format(airflow=airflow, python=python)}"']
-    lines += [f"{name}=={locked[name]}" for name in PINNED]
+    lines += [f"# tested here with {tested} on apache-airflow=={locked['apache-airflow']}", *PINNED]
     return "\n".join(lines) + "\n"
 
 
@@ -106,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=PATTERN_DIR / ".state" / "mwaa")
-    parser.add_argument("--airflow", default=locked_versions()["apache-airflow"], help="the MWAA environment's")
-    parser.add_argument("--python", default="3.12", help="the Python of that MWAA version")
+    parser.add_argument("--airflow", default=MWAA_AIRFLOW, help="the MWAA environment's Airflow version")
+    parser.add_argument("--python", default=MWAA_PYTHON, help="the Python of that MWAA version")
     args = parser.parse_args(argv)
     try:
         out = build(args.out, args.airflow, args.python, dict(os.environ))

@@ -206,6 +206,7 @@ def vertex_job(args: argparse.Namespace, params: dict, package: Path, credential
 
     if not args.pipeline_root.startswith("gs://"):
         raise SubmitError(f"--pipeline-root {args.pipeline_root!r} must be a gs:// URI for Vertex AI Pipelines")
+    package = single_document(package)
     return PipelineJob(
         display_name=args.run_name,
         template_path=str(package),
@@ -218,6 +219,20 @@ def vertex_job(args: argparse.Namespace, params: dict, package: Path, credential
         labels={"pattern": "p2-airflow-kfp"},
         credentials=credentials,
     )
+
+
+def single_document(package: Path) -> Path:
+    """The IR without its Kubernetes platform section: kfp-kubernetes (the S3 secret
+    of cluster mode) writes a second YAML document, which Vertex refuses ("expected
+    a single document in the stream"); Vertex has no use for Kubernetes secrets."""
+    import yaml
+
+    documents = [d for d in yaml.safe_load_all(package.read_text()) if d is not None]
+    if len(documents) == 1:
+        return package
+    first = package.with_name(f"{package.stem}.vertex.yaml")
+    first.write_text(yaml.safe_dump(documents[0], sort_keys=False))
+    return first
 
 
 def run_vertex(args: argparse.Namespace, params: dict) -> tuple[dict, bool]:

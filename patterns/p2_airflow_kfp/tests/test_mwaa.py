@@ -36,10 +36,13 @@ def test_the_bundle_holds_the_dags_their_modules_the_pins_and_the_settings(tmp_p
     ).read_bytes()
     assert all((folder / m).is_file() for m in mwaa.MODULES) and (folder / "data" / "wine.csv").is_file()
     locked = {p["name"]: p["version"] for p in tomllib.loads((PATTERN_DIR / "uv.lock").read_text())["package"]}
+    # MWAA's constraints pin the versions (a second pin would fail the install); the tested ones are noted
     assert (out / "requirements.txt").read_text().splitlines() == [
         '--constraint "https://raw.githubusercontent.com/apache/airflow/constraints-3.0.6/constraints-3.12.txt"',
-        f"apache-airflow-providers-cncf-kubernetes=={locked['apache-airflow-providers-cncf-kubernetes']}",
-        f"pydantic-settings=={locked['pydantic-settings']}",
+        f"# tested here with apache-airflow-providers-cncf-kubernetes=={locked['apache-airflow-providers-cncf-kubernetes']}, "
+        f"pydantic-settings=={locked['pydantic-settings']} on apache-airflow=={locked['apache-airflow']}",
+        "apache-airflow-providers-cncf-kubernetes",
+        "pydantic-settings",
     ]
     startup = (out / "startup.sh").read_text()
     assert "export P2_KFP_MODE=cluster\n" in startup and "export P2_BUCKET=my-p2-data\n" in startup
@@ -49,7 +52,7 @@ def test_the_bundle_holds_the_dags_their_modules_the_pins_and_the_settings(tmp_p
 def test_airflow_parses_the_bundle_alone_two_dags_and_the_cluster_submit(tmp_path: Path) -> None:
     """The bundle's dags/ as MWAA's DAG folder: no import error, the modules
     beside the DAG not taken for DAG files, the submit task a pod."""
-    out = mwaa.build(tmp_path / "mwaa", "3.3.2", "3.12", CLUSTER)
+    out = mwaa.build(tmp_path / "mwaa", mwaa.MWAA_AIRFLOW, mwaa.MWAA_PYTHON, CLUSTER)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("P2_", "AIRFLOW", "PYTHONPATH", "KFP_"))}
     env |= CLUSTER | {"AIRFLOW_HOME": str(tmp_path / "home"), "P2_KFP_MODE": "cluster"}
     parsed = subprocess.run(

@@ -52,3 +52,13 @@ def test_vertex_needs_a_gcs_root_a_project_and_a_region() -> None:
         submit.vertex_job(_args(pipeline_root="s3://b/root"), {}, IR_PATH, credentials=AnonymousCredentials())
     with pytest.raises(SubmitError, match="vertex mode needs --project and --region"):
         submit.run_remote(_args(mode="vertex", project=""), {})
+
+
+def test_the_kubernetes_platform_section_is_dropped_for_vertex(tmp_path) -> None:
+    """Compiled with cluster mode's S3 secret, the IR has a second document
+    (`platforms:`), which Vertex refuses; the job gets the first alone."""
+    two = tmp_path / "p2_pipeline.yaml"
+    two.write_text(IR_PATH.read_text() + "---\nplatforms:\n  kubernetes:\n    deploymentSpec: {}\n")
+    job = submit.vertex_job(_args(), {}, two, credentials=AnonymousCredentials())
+    assert job._gca_resource.pipeline_spec["pipelineInfo"]["name"] == "p2-wine-training"
+    assert submit.single_document(IR_PATH) == IR_PATH  # the committed IR is one document already
