@@ -39,8 +39,9 @@ def test_the_bundle_holds_the_dags_their_modules_the_pins_and_the_settings(tmp_p
     # MWAA's constraints pin the versions (a second pin would fail the install); the tested ones are noted
     assert (out / "requirements.txt").read_text().splitlines() == [
         '--constraint "https://raw.githubusercontent.com/apache/airflow/constraints-3.0.6/constraints-3.12.txt"',
-        f"# tested here with apache-airflow-providers-cncf-kubernetes=={locked['apache-airflow-providers-cncf-kubernetes']}, "
-        f"pydantic-settings=={locked['pydantic-settings']} on apache-airflow=={locked['apache-airflow']}",
+        "# tested here with apache-airflow-providers-cncf-kubernetes=="
+        f"{locked['apache-airflow-providers-cncf-kubernetes']}, pydantic-settings=={locked['pydantic-settings']} "
+        f"on apache-airflow=={locked['apache-airflow']}",
         "apache-airflow-providers-cncf-kubernetes",
         "pydantic-settings",
     ]
