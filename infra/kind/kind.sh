@@ -63,9 +63,14 @@ install() { # install URL SHA256 DEST: download once, check the recorded SHA-256
 
 need_tools() {
   command -v docker >/dev/null || die "kind needs Docker (docker info must answer)"
-  "$KIND" version 2>/dev/null | grep -q "kind $KIND_VERSION " ||
+  # The output is read whole first: `tool | grep -q` can fail under pipefail when
+  # grep stops reading early (SIGPIPE), which would download again each time.
+  local out
+  out="$("$KIND" version 2>/dev/null || true)"
+  [[ "$out" == "kind $KIND_VERSION "* ]] ||
     install "https://kind.sigs.k8s.io/dl/$KIND_VERSION/kind-linux-amd64" "$KIND_SHA256" "$KIND"
-  "$KUBECTL" version --client 2>/dev/null | grep -q "Client Version: $KUBECTL_VERSION\$" ||
+  out="$("$KUBECTL" version --client 2>/dev/null || true)"
+  printf '%s\n' "$out" | grep -qx "Client Version: $KUBECTL_VERSION" ||
     install "https://dl.k8s.io/release/$KUBECTL_VERSION/bin/linux/amd64/kubectl" "$KUBECTL_SHA256" "$KUBECTL"
 }
 
