@@ -256,7 +256,8 @@ def run_vertex(args: argparse.Namespace, params: dict) -> tuple[dict, bool]:
         time.sleep(15)
     if state != "PIPELINE_STATE_SUCCEEDED":
         ended = "CANCELED" if state in ("PIPELINE_STATE_CANCELLED", "PIPELINE_STATE_CANCELLING") else "FAILED"
-        raise RunEnded(f"Vertex AI job {job.resource_name} ended {state}: {job.error or ''}".rstrip(": "), ended)
+        error = job._gca_resource.error.message  # PipelineJob has no `error` property; its resource does
+        raise RunEnded(f"Vertex AI job {job.resource_name} ended {state}: {error}".rstrip(": "), ended)
     return {"run_id": job.resource_name, "state": "SUCCEEDED"}, reused
 
 
