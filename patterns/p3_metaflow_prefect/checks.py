@@ -33,7 +33,7 @@ def preflight(s: P3Settings) -> None:
             "start the local stack with `make up`, or set P3_PREFECT_API_URL / PREFECT_API_URL",
         ) from None
     if not s.prefect_api_url.startswith(PREFECT_CLOUD):
-        check_login(s)
+        check_login(s, headers)
     client = s3_client(s)
     try:
         client.head_bucket(Bucket=s.metaflow_bucket)
@@ -85,10 +85,10 @@ def prefect_headers(s: P3Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def check_login(s: P3Settings) -> None:
-    """The server takes Prefect's auth string (PREFECT_API_AUTH_STRING), if it wants one."""
+def check_login(s: P3Settings, headers: dict[str, str]) -> None:
+    """The server takes Prefect's auth string (PREFECT_API_AUTH_STRING, sent as
+    `prefect_headers` builds it), if it wants one."""
     auth = s.prefect_api_auth_string
-    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
     response = httpx.get(f"{s.prefect_api_url}/admin/version", headers=headers, timeout=s.connect_timeout)
     if response.status_code in (401, 403):
         raise P3Error(
