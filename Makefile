@@ -88,6 +88,7 @@ P3 := $(ROOT)/patterns/p3_metaflow_prefect
 P3_WORKERS ?= 2
 P4 := $(ROOT)/patterns/p4_github_actions_prefect
 P4_RUN = cd $(P4) && $(UV) run --locked
+P4_REPORT = $(or $(P4_STATE_DIR),$(P4)/.state)/report
 BENCH_ENVS := $(ROOT)/bench/envs
 PYTEST_ARGS ?=
 
@@ -210,6 +211,10 @@ endif
 pattern-2-compile: _uv ## Compile pattern 2's KFP pipeline to IR YAML (pipeline/p2_pipeline.yaml)
 	@cd $(P2)/pipeline && $(UV) run --locked python pipeline.py compile
 
+.PHONY: p2-mwaa-bundle
+p2-mwaa-bundle: _uv ## Pattern 2's DAGs as an Amazon MWAA bundle in patterns/p2_airflow_kfp/.state/mwaa (cluster mode: P2_KFP_HOST; MWAA_AIRFLOW=)
+	@cd $(P2) && $(UV) run --locked python mwaa.py $(if $(MWAA_AIRFLOW),--airflow $(MWAA_AIRFLOW)) $(if $(MWAA_PYTHON),--python $(MWAA_PYTHON))
+
 .PHONY: pattern-2-test
 pattern-2-test: _uv ## Pattern 2's fast tests, no services: the DAG side (tests/), then the KFP side (pipeline/tests/)
 	@cd $(P2) && $(UV) run --locked pytest -q
@@ -239,7 +244,7 @@ endif
 	@echo "== pattern 4, stage 5/5: run (a local worker executes it)" && $(MAKE) --no-print-directory p4-worker p4-run
 
 ##@ Pattern 4 stages (what .github/workflows/p4-cd.yml runs; P4_* variables, see its .env.example)
-.PHONY: p4-lint p4-test p4-build p4-validate p4-deploy p4-run p4-worker
+.PHONY: p4-lint p4-test p4-build p4-validate p4-report p4-pr-comment p4-deploy p4-run p4-worker
 p4-lint: _uv ## Pattern 4 lint stage: ruff check and format check of the pattern
 	@$(P4_RUN) ruff check . && $(P4_RUN) ruff format --check .
 
@@ -256,6 +261,16 @@ endif
 
 p4-validate: _uv ## Pattern 4 dry run: check every deployment in prefect.yaml, deploy nothing
 	@$(P4_RUN) python release.py validate
+
+p4-report: _uv ## Pattern 4 pull-request report: train on this branch, compare with the model in service (report.md + PNG)
+	@$(P4_RUN) python report.py
+
+p4-pr-comment: ## Post pattern 4's report on the pull request with CML (GitHub Actions: setup-cml, REPO_TOKEN)
+	@command -v cml >/dev/null || { echo "error: cml is not on PATH" >&2; \
+	  echo "  fix: in GitHub Actions, run iterative/setup-cml first (p4-cd.yml's report job)" >&2; exit 1; }
+	@test -f $(P4_REPORT)/report.md || { echo "error: no report at $(P4_REPORT)/report.md" >&2; \
+	  echo "  fix: run make p4-report first" >&2; exit 1; }
+	@cd $(P4_REPORT) && cml comment create --watermark-title="p4-retrain on this branch" report.md
 
 p4-deploy: _uv ## Pattern 4 deploy stage: `prefect deploy --all` from prefect.yaml (PREFECT_API_URL)
 	@$(P4_RUN) python release.py deploy
@@ -371,11 +386,12 @@ audit: _uv ## pip-audit every lock file; fails on a known vulnerability (accepte
 	    --progress-spinner off $(addprefix --ignore-vuln ,$(AUDIT_IGNORE)) -r $$tmp/req.txt || rc=1; \
 	done; rm -rf $$tmp; exit $$rc
 
-lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema check and zizmor
+lint: _uv ## ruff (lint + format check), shellcheck, GitHub workflow schema check, actionlint and zizmor
 	$(UV) run --locked --project $(ROOT) ruff check $(ROOT)
 	$(UV) run --locked --project $(ROOT) ruff format --check $(ROOT)
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) shellcheck .ci/run $$(git ls-files '*.sh')
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	cd $(ROOT) && $(UV) run --locked --project $(ROOT) actionlint -no-color -pyflakes= .github/workflows/*.yml
 	cd $(ROOT) && $(UV) run --locked --project $(ROOT) zizmor --offline --no-progress .github/workflows
 
 bench: _uv ## Benchmarks and the measured decision matrix (bench/results/decision-matrix.md + .png): local, compose, p4 image

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,9 @@ def test_permissions_are_least_privilege(path: Path) -> None:
     for job_id, job in workflow["jobs"].items():
         granted = {**(workflow["permissions"] or {}), **(job.get("permissions") or {})}
         writes = {scope for scope, level in granted.items() if level == "write"}
-        allowed = {"packages"} if (path.name, job_id) == ("p4-cd.yml", "deploy") else set()
+        allowed = {("p4-cd.yml", "deploy"): {"packages"}, ("p4-cd.yml", "report"): {"pull-requests"}}.get(
+            (path.name, job_id), set()
+        )
         assert writes <= allowed, f"{path.name} job {job_id} can write {writes - allowed}"
     for _, step in steps(workflow):
         if step.get("uses", "").startswith("actions/checkout@"):
@@ -89,8 +92,15 @@ def test_p4_cd_deploys_on_main_and_only_dry_runs_pull_requests() -> None:
     assert called("test") == ["p4-lint", "p4-test"]
     assert jobs["dry-run"]["if"] == "github.event_name == 'pull_request'"
     assert called("dry-run") == ["p4-build", "p4-validate"]
+    # the CML report: trained on the branch, posted only from this repository's branches
+    assert jobs["report"]["if"] == "github.event_name == 'pull_request'" and jobs["report"]["needs"] == "test"
+    assert called("report") == ["p4-report", "p4-pr-comment"]
+    [comment] = [step for step in jobs["report"]["steps"] if step.get("run") == "make p4-pr-comment"]
+    assert comment["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+    assert comment["env"] == {"REPO_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}
     assert jobs["dry-run"]["env"]["P4_PUSH"] == "false"
-    assert jobs["deploy"]["if"] == "github.event_name != 'pull_request'"
+    # A manual run from another branch deploys nothing (not only the environment's rules).
+    assert jobs["deploy"]["if"] == "github.event_name != 'pull_request' && github.ref == 'refs/heads/main'"
     assert called("deploy") == ["p4-build", "p4-deploy", "p4-run"]
     assert jobs["dry-run"]["needs"] == jobs["deploy"]["needs"] == "test"
     # Secrets reach only the steps that use them, never a whole job or the workflow.
@@ -112,3 +122,55 @@ def test_e2e_compose_runs_the_normal_stack_dumps_logs_on_failure_and_always_tear
     # The steps after the tests reach the tests' compose project and state.
     assert job["env"]["COMPOSE_PROJECT_NAME"] == "hybrid-ml-patterns-test"
     assert job["env"]["COMPOSE_STATE_DIR"].endswith("/.state/compose-test")
+
+
+def test_actionlint_in_make_lint_catches_what_the_schema_cannot(tmp_path: Path) -> None:
+    """`make lint` runs actionlint: an undefined job in `needs`, an unknown context
+    and a shellcheck finding in a `run:` step pass the JSON schema but not it."""
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    needs: nowhere\n"
+        "    steps:\n      - run: echo ${{ github.evnt.name }} $UNQUOTED_VAR\n"
+    )
+    found = subprocess.run(
+        ["actionlint", "-no-color", "-pyflakes=", "-oneline", str(bad)], capture_output=True, text=True, check=False
+    )
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert 'job "a" needs job "nowhere" which does not exist' in found.stdout
+    assert 'property "evnt" is not defined' in found.stdout
+    assert "SC2086" in found.stdout  # shellcheck: double quote to prevent globbing
+    assert "actionlint -no-color -pyflakes= .github/workflows/*.yml" in (REPO / "Makefile").read_text()
+
+
+def verified_actions() -> dict[str, tuple[str, str, str]]:
+    """.github/README.md's "Verified against" table: action -> (tag, commit, runs.using)."""
+    text = (REPO / ".github" / "README.md").read_text()
+    rows = text[text.index("## Verified against") :].splitlines()
+    found = {}
+    for row in rows:
+        cells = [c.strip().strip("`") for c in row.strip().strip("|").split("|")]
+        if len(cells) == 5 and re.fullmatch(r"[0-9a-f]{40}", cells[2]):
+            found[cells[0]] = (cells[1], cells[2], cells[3])
+    return found
+
+
+def test_every_action_is_the_verified_release_on_a_current_runtime() -> None:
+    """Each `uses:` is in .github/README.md's table with the SHA and tag read
+    upstream; node24 unless the table records why not (setup-cml has no release
+    past node16)."""
+    table = verified_actions()
+    assert table, "no rows in .github/README.md's Verified against table"
+    used = set()
+    for path in WORKFLOWS:
+        for job, step in steps(load(path)):
+            if "uses" not in step:
+                continue
+            action, sha = step["uses"].split("@")
+            assert action in table, f"{path.name} job {job}: {action} is not in .github/README.md's table"
+            tag, commit, runtime = table[action]
+            assert sha == commit, f"{path.name} job {job}: {action}@{sha} is not the verified {commit} ({tag})"
+            assert f"{step['uses']} # {tag}" in path.read_text()
+            assert runtime == "node24" or action == "iterative/setup-cml", f"{action} {tag} runs on {runtime}"
+            used.add(action)
+    assert used == set(table), f"the table lists actions no workflow uses: {set(table) - used}"

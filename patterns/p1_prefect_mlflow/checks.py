@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import inspect
+import os
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,10 +97,49 @@ def check_parameters(flow, given: dict[str, Any]) -> None:
 CREDENTIALS_FIX = "(make exports the local stack's; `make -s env` prints them)"
 
 
+# Prefect Cloud instead of a server of your own: the workspace's API URL and an API key.
+PREFECT_CLOUD = "https://api.prefect.cloud/"
+CLOUD_WORKSPACE_URL = re.compile(r"https://api\.prefect\.cloud/api/accounts/[0-9a-f-]{36}/workspaces/[0-9a-f-]{36}")
+
+
+def prefect_headers(settings: P1Settings) -> dict[str, str]:
+    """How the Prefect API at PREFECT_API_URL wants to be asked: Prefect Cloud with
+    PREFECT_API_KEY (Bearer), a self-hosted server with its auth string (Basic) or nothing."""
+    url, auth = settings.prefect_api_url.rstrip("/"), settings.prefect_api_auth_string
+    if not url.startswith(PREFECT_CLOUD):
+        return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+    if not CLOUD_WORKSPACE_URL.fullmatch(url):
+        raise P1Error(
+            f"PREFECT_API_URL={url} is not a Prefect Cloud workspace's API URL",
+            "use https://api.prefect.cloud/api/accounts/<account id>/workspaces/<workspace id> "
+            "(`prefect cloud workspace ls` lists them)",
+        )
+    if auth:
+        raise P1Error(
+            "PREFECT_API_AUTH_STRING is set, and Prefect Cloud takes an API key", "unset it; set PREFECT_API_KEY"
+        )
+    key = os.environ.get("PREFECT_API_KEY")
+    if not key:
+        raise P1Error(
+            f"PREFECT_API_URL is a Prefect Cloud workspace ({url}) and PREFECT_API_KEY is not set",
+            "create an API key in the workspace (a service account's for unattended runs) and set PREFECT_API_KEY",
+        )
+    return {"Authorization": f"Bearer {key}"}
+
+
 def check_prefect(settings: P1Settings) -> None:
+    headers = prefect_headers(settings)
+    if settings.prefect_api_url.startswith(PREFECT_CLOUD):
+        # Prefect Cloud: its health check with the key (what Prefect's own client asks first)
+        response = httpx.get(f"{settings.prefect_api_url}/health", headers=headers, timeout=settings.connect_timeout)
+        if response.status_code in (401, 403):
+            raise P1Error(
+                f"Prefect Cloud refused PREFECT_API_KEY ({response.status_code})",
+                "set PREFECT_API_KEY to a key of that workspace (Prefect Cloud: API keys, or the service account's)",
+            )
+        response.raise_for_status()
+        return
     _check_http(f"{settings.prefect_api_url}/health", "Prefect API", "PREFECT_API_URL", settings)
-    auth = settings.prefect_api_auth_string
-    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
     _check_login(
         f"{settings.prefect_api_url}/admin/version", "Prefect API", "PREFECT_API_AUTH_STRING", settings, headers
     )

@@ -82,7 +82,20 @@ def submit_arguments(request: dict, settings: P2Settings) -> list[str]:
     ]  # fmt: skip
 
 
-# ## Local mode: a subprocess of the KFP environment
+def mode_arguments(settings: P2Settings) -> list[str]:
+    """Where the subprocess submits: kfp.local, or Vertex AI Pipelines (P2_KFP_MODE=vertex)."""
+    if settings.mode == "vertex":
+        return [
+            "--mode", "vertex",
+            "--pipeline-root", settings.vertex_pipeline_root,
+            "--project", settings.vertex_project,
+            "--region", settings.vertex_region,
+            "--service-account", settings.vertex_service_account,
+        ]  # fmt: skip
+    return ["--mode", "local", "--pipeline-root", str(settings.kfp_local_root)]
+
+
+# ## Local and Vertex modes: a subprocess of the KFP environment
 def submit_local(request: dict, settings: P2Settings) -> dict:
     name = request["run_name"]
     python = settings.kfp_python
@@ -91,8 +104,7 @@ def submit_local(request: dict, settings: P2Settings) -> dict:
             f"the KFP environment's interpreter {python} does not exist",
             f"run `uv sync --locked --project {PIPELINE_DIR}` (`make pattern-2` does), or set P2_KFP_PYTHON",
         )
-    command = [str(python), str(SUBMIT_SCRIPT), "--mode", "local", "--pipeline-root", str(settings.kfp_local_root)]
-    command += submit_arguments(request, settings)
+    command = [str(python), str(SUBMIT_SCRIPT), *mode_arguments(settings), *submit_arguments(request, settings)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VIRTUAL_ENV", "PYTHONPATH"))}
     # The components are lightweight Python components run with this
     # environment's interpreter; its bin first on PATH covers any `python3`.

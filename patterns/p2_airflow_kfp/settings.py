@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PATTERN_DIR = Path(__file__).resolve().parent
@@ -69,6 +70,16 @@ class P2Settings(BaseSettings):
     # KFP ----------------------------------------------------------------------
     # Empty: local mode (kfp.local). Set: cluster mode against this KFP API.
     kfp_host: str = Field("", validation_alias=_env("KFP_HOST", "KFP_HOST"))
+    # The mode, when not the one P2_KFP_HOST implies: `vertex` submits the same
+    # compiled pipeline to Vertex AI Pipelines (google-cloud-aiplatform, from the
+    # KFP environment), with the four P2_VERTEX_* below.
+    kfp_mode: Literal["", "local", "cluster", "vertex"] = Field("", validation_alias=_env("KFP_MODE"))
+    vertex_project: str = Field("", validation_alias=_env("VERTEX_PROJECT"))
+    vertex_region: str = Field("", validation_alias=_env("VERTEX_REGION"))
+    # gs://bucket/prefix: Vertex's pipeline root (its artifacts and logs).
+    vertex_pipeline_root: str = Field("", validation_alias=_env("VERTEX_PIPELINE_ROOT"))
+    # The service account the pipeline's jobs run as (empty: Vertex's default).
+    vertex_service_account: str = Field("", validation_alias=_env("VERTEX_SERVICE_ACCOUNT"))
     kfp_experiment: str = Field("p2-airflow-kfp", validation_alias=_env("KFP_EXPERIMENT"))
     # Local mode: the KFP environment's interpreter (pipeline/.venv).
     kfp_python: Path = Field(PIPELINE_DIR / ".venv" / "bin" / "python", validation_alias=_env("KFP_PYTHON"))
@@ -81,14 +92,28 @@ class P2Settings(BaseSettings):
     # submit pod and the pipeline's component pods (`make pattern-2-cluster` creates it).
     k8s_s3_secret: str = Field("p2-s3-credentials", validation_alias=_env("K8S_S3_SECRET"))
     # S3 as pods see it: the same buckets as P2_S3_ENDPOINT_URL, reached from inside
-    # the cluster (KFP standalone's MinIO service by default).
-    k8s_s3_endpoint_url: str = Field("http://minio-service.kubeflow:9000", validation_alias=_env("K8S_S3_ENDPOINT_URL"))
+    # the cluster (KFP standalone's SeaweedFS service, S3 on 9000, by default).
+    k8s_s3_endpoint_url: str = Field("http://seaweedfs.kubeflow:9000", validation_alias=_env("K8S_S3_ENDPOINT_URL"))
     # How long a service may take to answer (S3 connect timeout).
     connect_timeout: float = Field(5.0, gt=0, validation_alias=_env("CONNECT_TIMEOUT"))
 
     @property
     def mode(self) -> str:
-        return "cluster" if self.kfp_host else "local"
+        return self.kfp_mode or ("cluster" if self.kfp_host else "local")
+
+    @model_validator(mode="after")
+    def _vertex_complete(self) -> P2Settings:
+        if self.mode == "vertex":
+            missing = [
+                f"P2_{name.upper()}"
+                for name in ("vertex_project", "vertex_region", "vertex_pipeline_root")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"P2_KFP_MODE=vertex needs {', '.join(missing)}")
+            if not self.vertex_pipeline_root.startswith("gs://"):
+                raise ValueError(f"P2_VERTEX_PIPELINE_ROOT={self.vertex_pipeline_root!r} must be a gs:// URI")
+        return self
 
     @property
     def dag_run_wait(self) -> float:

@@ -107,9 +107,36 @@ def prefect_client():
     return get_client(sync_client=True)
 
 
+# Prefect Cloud instead of a server of your own: the workspace's API URL and an API key.
+PREFECT_CLOUD = "https://api.prefect.cloud/"
+CLOUD_WORKSPACE_URL = re.compile(r"https://api\.prefect\.cloud/api/accounts/[0-9a-f-]{36}/workspaces/[0-9a-f-]{36}")
+
+
+def check_cloud(settings: P4Settings) -> bool:
+    """True for a Prefect Cloud workspace, once its URL and PREFECT_API_KEY can work."""
+    url = settings.prefect_api_url.rstrip("/")
+    if not url.startswith(PREFECT_CLOUD):
+        return False
+    if not CLOUD_WORKSPACE_URL.fullmatch(url):
+        raise P4Error(
+            f"PREFECT_API_URL={url} is not a Prefect Cloud workspace's API URL",
+            "use https://api.prefect.cloud/api/accounts/<account id>/workspaces/<workspace id> "
+            "(`prefect cloud workspace ls` lists them)",
+        )
+    if settings.prefect_api_auth_string:
+        raise P4Error("PREFECT_API_AUTH_STRING is set, and Prefect Cloud takes an API key", "unset it")
+    if not os.environ.get("PREFECT_API_KEY"):
+        raise P4Error(
+            f"PREFECT_API_URL is a Prefect Cloud workspace ({url}) and PREFECT_API_KEY is not set",
+            "create a service account's API key in the workspace and set the secret PREFECT_API_KEY",
+        )
+    return True
+
+
 def check_prefect(settings: P4Settings) -> None:
     import httpx
 
+    cloud = check_cloud(settings)
     url = settings.prefect_api_url.rstrip("/") + "/health"
     headers = {"Authorization": f"Bearer {os.environ['PREFECT_API_KEY']}"} if os.environ.get("PREFECT_API_KEY") else {}
     try:
@@ -119,6 +146,8 @@ def check_prefect(settings: P4Settings) -> None:
             f"the Prefect API at {settings.prefect_api_url} does not answer ({exc})",
             "start it (`make up`) or set PREFECT_API_URL (and PREFECT_API_KEY for Prefect Cloud)",
         ) from None
+    if cloud:
+        return
     # A self-hosted server with an auth string (the local and compose stacks): refused here, named.
     auth = settings.prefect_api_auth_string
     headers = headers or ({"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {})

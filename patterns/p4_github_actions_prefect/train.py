@@ -54,16 +54,19 @@ def read_csv(path: Path, *, with_target: bool = True) -> Dataset:
     return Dataset(header, values, None, digest)
 
 
+def split(data: Dataset, *, test_size: float, seed: int = 0) -> list[np.ndarray]:
+    """The stratified train/held-out split: X_train, X_test, y_train, y_test."""
+    if data.y is None:
+        raise P4Error("the training data has no labels", f"train on a CSV with a {TARGET!r} column")
+    return train_test_split(data.X, data.y, test_size=test_size, random_state=seed, stratify=data.y)
+
+
 def fit_and_evaluate(
     data: Dataset, *, n_estimators: int, max_depth: int, test_size: float, seed: int = 0
 ) -> tuple[RandomForestClassifier, dict[str, float]]:
     """A random forest fitted on a stratified split; accuracy and macro F1 on the
     held-out part. `max_depth=0` is no depth limit (scikit-learn's None)."""
-    if data.y is None:
-        raise P4Error("the training data has no labels", f"train on a CSV with a {TARGET!r} column")
-    X_train, X_test, y_train, y_test = train_test_split(
-        data.X, data.y, test_size=test_size, random_state=seed, stratify=data.y
-    )
+    X_train, X_test, y_train, y_test = split(data, test_size=test_size, seed=seed)
     model = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth or None, random_state=seed, n_jobs=1)
     model.fit(X_train, y_train)
     predicted = model.predict(X_test)

@@ -97,8 +97,8 @@ def test_cluster_mode_renders_the_submit_pod_without_a_cluster(tmp_path: Path) -
     assert json.loads(flags["--params-json"]) == {"n_estimators": 200, "max_depth": 6}
     assert json.loads(flags["--origin-json"])["dag_id"] == "p2_train"  # lineage
     # S3 as pods reach it (not the host's 127.0.0.1 endpoint), passed on to the components.
-    assert pod["env"]["AWS_ENDPOINT_URL_S3"] == "http://minio-service.kubeflow:9000"
-    assert pod["env"]["P2_CLUSTER_S3_ENDPOINT_URL"] == "http://minio-service.kubeflow:9000"
+    assert pod["env"]["AWS_ENDPOINT_URL_S3"] == "http://seaweedfs.kubeflow:9000"
+    assert pod["env"]["P2_CLUSTER_S3_ENDPOINT_URL"] == "http://seaweedfs.kubeflow:9000"
     assert pod["env"]["P2_CLUSTER_S3_SECRET"] == "p2-s3-credentials"
     assert pod["env"]["P2_KFP_IMAGE"] == "registry.example/p2-kfp-python:1"  # the components' image too
     assert pod["env_from"] == ["p2-s3-credentials"]  # the S3 keys come from a Kubernetes secret

@@ -263,3 +263,17 @@ def test_a_tampered_model_is_refused_and_nothing_is_scored(stack: Stack, cycle: 
     assert "is not the one its card records" in final["state"]["message"], final["state"]["message"]
     listed = s3.list_objects_v2(Bucket="p4-models", Prefix="predictions/").get("Contents", [])
     assert not [o["Key"] for o in listed if created["id"] in o["Key"]], "a refused model scored a batch"
+
+
+def test_the_pull_request_report_compares_with_the_model_in_service(stack: Stack, cycle: dict) -> None:
+    """`make p4-report` (p4-cd.yml's report job) after the cycle published a
+    model: the model in service is scored on the branch's held-out rows. Same
+    code, data and parameters: its accuracy there is the one its card records."""
+    done = stack.make("p4-report")
+    assert done.returncode == 0, done.output[-3000:]
+    result = parse_result(done.stdout)
+    card = s3_json(stack, "models/latest.json")
+    assert result["in_service"] == str(card["metrics"]["accuracy"]) and result["gate"] == "passes"
+    report = Path(result["report"]).read_text()
+    assert f"| in service (release `{card['release'][:12]}`) | {card['metrics']['accuracy']} |" in report
+    assert (Path(result["report"]).parent / "confusion_matrix.png").stat().st_size > 1000

@@ -86,3 +86,42 @@ def test_importing_the_pattern_changes_no_environment_variable(environ) -> None:
     for name in modules:
         importlib.reload(importlib.import_module(name))
     assert dict(environ) == before
+
+
+# Prefect Cloud: the same code, two variables (README, "Scale out"); checked here, never called.
+CLOUD = "https://api.prefect.cloud/api/accounts/0ff44498-d380-4d7b-bd68-9b52da03823f/workspaces/c8ab5a2f-b2a4-4ac5-9bc5-c6b7f4d1d3ec"
+
+
+def test_prefect_cloud_is_asked_with_the_api_key_and_a_server_with_its_auth_string(environ) -> None:
+    import checks
+
+    environ.update(PREFECT_API_URL=CLOUD, PREFECT_API_KEY="pnu_example")
+    assert checks.prefect_headers(P1Settings(_env_file=None)) == {"Authorization": "Bearer pnu_example"}
+    environ.update(PREFECT_API_URL="http://127.0.0.1:4200/api", PREFECT_API_AUTH_STRING="admin:pw")
+    assert checks.prefect_headers(P1Settings(_env_file=None)) == {"Authorization": "Basic YWRtaW46cHc="}
+
+
+@pytest.mark.parametrize(
+    ("given", "problem", "fix"),
+    [
+        ({"PREFECT_API_URL": CLOUD}, "PREFECT_API_KEY is not set", "set PREFECT_API_KEY"),
+        (
+            {"PREFECT_API_URL": "https://api.prefect.cloud/api", "PREFECT_API_KEY": "pnu_x"},
+            "is not a Prefect Cloud workspace's API URL",
+            "accounts/<account id>/workspaces/<workspace id>",
+        ),
+        (
+            {"PREFECT_API_URL": CLOUD, "PREFECT_API_KEY": "pnu_x", "PREFECT_API_AUTH_STRING": "admin:pw"},
+            "Prefect Cloud takes an API key",
+            "unset it",
+        ),
+    ],
+)
+def test_a_prefect_cloud_setting_that_cannot_work_is_named_before_any_request(environ, given, problem, fix) -> None:
+    import checks
+    from errors import P1Error
+
+    environ.update(given)
+    with pytest.raises(P1Error) as failed:
+        checks.check_prefect(P1Settings(_env_file=None))  # raises before asking: nothing listens there
+    assert problem in failed.value.problem and fix in failed.value.fix

@@ -19,9 +19,9 @@ orchestration"):
     p2_train:  plan << ────────────────────────────────────────────┘
                plan >> submit_pipeline >> collect_metrics >> check_threshold >> publish_model | reject_model
 
-The submit task is chosen when the file is parsed: a subprocess running
-kfp.local (no KFP host), or a KubernetesPodOperator that submits with
-kfp.Client (P2_KFP_HOST set). Parsing imports only the Airflow SDK, pydantic
+The submit task is chosen when the file is parsed: a subprocess running kfp.local
+(no KFP host) or submitting to Vertex AI Pipelines (P2_KFP_MODE=vertex), or a
+KubernetesPodOperator that submits with kfp.Client (P2_KFP_HOST set). Parsing imports only the Airflow SDK, pydantic
 and this folder's modules; boto3, kfp and the Kubernetes provider stay out.
 """
 

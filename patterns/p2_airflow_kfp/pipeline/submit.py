@@ -6,16 +6,19 @@ KubernetesPodOperator pod whose image holds this environment.
 
     python submit.py --mode local   --run-name NAME --dataset-uri s3://... --export-uri s3://... [--params-json '{...}']
     python submit.py --mode cluster --host URL ...   (kfp.Client against a KFP API server)
+    python submit.py --mode vertex --project P --region R --pipeline-root gs://... ...
+                                                     (the same IR as a Vertex AI PipelineJob)
 
-Both modes give the same answer: one JSON object, printed on the last line
+Every mode gives the same answer: one JSON object, printed on the last line
 after `P2_SUBMIT_RESULT ` and, with --result-file, written there too (the pod
 writes /airflow/xcom/return.json, which the KubernetesPodOperator turns into
 XCom). The metrics themselves live in the run record the pipeline's
 evaluate step writes under --export-uri (metrics.json, model.joblib).
 
-Idempotency: the run name is derived by Airflow from the DAG id and the
-logical date. On a cluster, KFP's own run store answers "does a run with this
-name exist?" (a running one is waited for, a succeeded one reused). kfp.local
+Idempotency: the run name is derived by Airflow from the dataset's sha256
+and the training parameters (handoff.run_name). On a cluster, KFP's own run
+store answers "does a run with this name exist?" (a running one is waited
+for, a succeeded one reused); on Vertex AI the name is the job id. kfp.local
 keeps no run store, so this script keeps its own record: `run.json` under the
 export URI, written only after the run succeeded. Same name, record present:
 the run is reused, nothing executes.
@@ -154,10 +157,113 @@ def run_cluster(args: argparse.Namespace, params: dict) -> tuple[dict, bool]:
         )
         run_id, reused = run.run_id, False
         print(f"submitted KFP run {run_id} named {args.run_name}")
-    finished = client.wait_for_run_completion(run_id, timeout=args.timeout)
-    if finished.state != "SUCCEEDED":
-        raise SubmitError(f"KFP run {run_id} ended {finished.state}: {getattr(finished, 'error', '') or ''}")
+    finished = wait_for_run(client, run_id, timeout=args.timeout)
     return {"run_id": run_id, "state": finished.state}, reused
+
+
+# KFP's run states (v2beta1 RuntimeState). kfp.Client.wait_for_run_completion
+# (kfp 2.17) stops only on succeeded/failed/skipped/error: a canceled run would
+# be waited on until the timeout, so this loop ends on cancelation too.
+RUNNING_STATES = frozenset({"RUNTIME_STATE_UNSPECIFIED", "PENDING", "RUNNING", "PAUSED", ""})
+CANCELED_STATES = frozenset({"CANCELING", "CANCELED"})
+
+
+class RunEnded(SubmitError):
+    """The KFP run ended without succeeding; `state` is how (FAILED, CANCELED, ...)."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+def wait_for_run(client, run_id: str, timeout: float, poll: float = 5.0, clock=time.monotonic, sleep=time.sleep):
+    """Poll `client.get_run` until the run ends: its record when it succeeded,
+    RunEnded(state) when it failed, was skipped or was canceled (CANCELING
+    counts: nothing will succeed after it), SubmitError past `timeout` seconds."""
+    deadline = clock() + timeout
+    while True:
+        run = client.get_run(run_id)
+        state = str(run.state or "")
+        if state == "SUCCEEDED":
+            return run
+        if state in CANCELED_STATES:
+            raise RunEnded(f"KFP run {run_id} was canceled ({state}); submit it again to train", "CANCELED")
+        if state not in RUNNING_STATES:
+            error = getattr(run, "error", None)
+            reason = getattr(error, "message", None) or error or ""
+            raise RunEnded(f"KFP run {run_id} ended {state}: {reason}".rstrip(": "), state)
+        if clock() >= deadline:
+            raise SubmitError(f"KFP run {run_id} still {state or 'PENDING'} after {timeout:g} s (--timeout)")
+        sleep(poll)
+
+
+# ## Vertex AI Pipelines: the same compiled IR, submitted with google-cloud-aiplatform
+def vertex_job(args: argparse.Namespace, params: dict, package: Path, credentials=None):
+    """The PipelineJob for this run: the job id is the run name, so a second submit
+    of the same run finds the first one (Vertex refuses a duplicate id). Built
+    without a request; `credentials=None` is Application Default Credentials."""
+    from google.cloud.aiplatform.pipeline_jobs import PipelineJob
+
+    if not args.pipeline_root.startswith("gs://"):
+        raise SubmitError(f"--pipeline-root {args.pipeline_root!r} must be a gs:// URI for Vertex AI Pipelines")
+    package = single_document(package)
+    return PipelineJob(
+        display_name=args.run_name,
+        template_path=str(package),
+        job_id=args.run_name,
+        pipeline_root=args.pipeline_root,
+        parameter_values={"dataset_uri": args.dataset_uri, "export_uri": args.export_uri, **params},
+        project=args.project,
+        location=args.region,
+        enable_caching=False,
+        labels={"pattern": "p2-airflow-kfp"},
+        credentials=credentials,
+    )
+
+
+def single_document(package: Path) -> Path:
+    """The IR without its Kubernetes platform section: kfp-kubernetes (the S3 secret
+    of cluster mode) writes a second YAML document, which Vertex refuses ("expected
+    a single document in the stream"); Vertex has no use for Kubernetes secrets."""
+    import yaml
+
+    documents = [d for d in yaml.safe_load_all(package.read_text()) if d is not None]
+    if len(documents) == 1:
+        return package
+    first = package.with_name(f"{package.stem}.vertex.yaml")
+    first.write_text(yaml.safe_dump(documents[0], sort_keys=False))
+    return first
+
+
+def run_vertex(args: argparse.Namespace, params: dict) -> tuple[dict, bool]:
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud.aiplatform.pipeline_jobs import PipelineJob
+    from pipeline import compile_pipeline
+
+    job = vertex_job(args, params, compile_pipeline(Path(tempfile.mkdtemp()) / "p2_pipeline.yaml"))
+    try:
+        job.submit(service_account=args.service_account or None)
+        reused = False
+        print(f"submitted Vertex AI pipeline job {job.resource_name}")
+    except AlreadyExists:
+        name = f"projects/{args.project}/locations/{args.region}/pipelineJobs/{args.run_name}"
+        job, reused = PipelineJob.get(name, project=args.project, location=args.region), True
+        print(f"reusing Vertex AI pipeline job {name}")
+    deadline = time.monotonic() + args.timeout
+    while (state := job.state.name) not in VERTEX_ENDED:
+        if time.monotonic() >= deadline:
+            raise SubmitError(f"Vertex AI job {job.resource_name} still {state} after {args.timeout:g} s (--timeout)")
+        time.sleep(15)
+    if state != "PIPELINE_STATE_SUCCEEDED":
+        ended = "CANCELED" if state in ("PIPELINE_STATE_CANCELLED", "PIPELINE_STATE_CANCELLING") else "FAILED"
+        error = job._gca_resource.error.message  # PipelineJob has no `error` property; its resource does
+        raise RunEnded(f"Vertex AI job {job.resource_name} ended {state}: {error}".rstrip(": "), ended)
+    return {"run_id": job.resource_name, "state": "SUCCEEDED"}, reused
+
+
+VERTEX_ENDED = frozenset(
+    {"PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED", "PIPELINE_STATE_CANCELLING"}
+)
 
 
 # ## Command line
@@ -190,7 +296,7 @@ def parse_params(text: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Submit pattern 2's KFP pipeline and wait for it.")
-    parser.add_argument("--mode", choices=["local", "cluster"], default="local")
+    parser.add_argument("--mode", choices=["local", "cluster", "vertex"], default="local")
     parser.add_argument("--run-name", required=True)
     parser.add_argument("--dataset-uri", required=True)
     parser.add_argument("--export-uri", required=True)
@@ -201,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         help="what submitted the run (DAG run, data sha256, git commit): kept in run.json",
     )
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument("--pipeline-root", default=str(Path.cwd() / "local_outputs"), help="local mode")
+    parser.add_argument(
+        "--pipeline-root", default=str(Path.cwd() / "local_outputs"), help="local mode: a folder; vertex: gs://..."
+    )
+    parser.add_argument("--project", default="", help="vertex mode: the Google Cloud project")
+    parser.add_argument("--region", default="", help="vertex mode: the Vertex AI region, e.g. europe-west4")
+    parser.add_argument("--service-account", default="", help="vertex mode: the jobs' service account")
     parser.add_argument("--host", default="", help="cluster mode: the KFP API URL")
     parser.add_argument("--namespace", default="")
     parser.add_argument("--experiment", default="p2-airflow-kfp")
@@ -224,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             _run_or_reuse(args, params, record, result)
     except Exception as exc:
         result |= {
-            "state": "FAILED",
+            "state": exc.state if isinstance(exc, RunEnded) else "FAILED",
             "error": f"{exc}" if isinstance(exc, SubmitError) else f"{type(exc).__name__}: {exc}",
         }
     result["seconds"] = round(time.monotonic() - started, 2)
@@ -268,12 +379,20 @@ def _run_or_reuse(args: argparse.Namespace, params: dict, record: dict | None, r
     else:
         if args.mode == "local":
             outcome, reused = run_local(args, params), False
-        else:
-            if not args.host:
-                raise SubmitError("cluster mode needs --host (the KFP API URL)")
-            outcome, reused = run_cluster(args, params)
+        else:  # cluster or vertex
+            outcome, reused = run_remote(args, params)
         result |= outcome | {"reused": reused, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
         write_record(args.export_uri, result)
+
+
+def run_remote(args: argparse.Namespace, params: dict) -> tuple[dict, bool]:
+    if args.mode == "vertex":
+        if not (args.project and args.region):
+            raise SubmitError("vertex mode needs --project and --region (P2_VERTEX_PROJECT, P2_VERTEX_REGION)")
+        return run_vertex(args, params)
+    if not args.host:
+        raise SubmitError("cluster mode needs --host (the KFP API URL)")
+    return run_cluster(args, params)
 
 
 if __name__ == "__main__":

@@ -108,3 +108,39 @@ def test_a_missing_kfp_interpreter_is_named_with_the_fix(tmp_path) -> None:
     with pytest.raises(P2Error) as failed:
         handoff.submit_local({"run_name": "r"}, settings)
     assert "does not exist" in failed.value.problem and "uv sync --locked --project" in failed.value.fix
+
+
+VERTEX = {
+    "P2_KFP_MODE": "vertex",
+    "P2_VERTEX_PROJECT": "my-project",
+    "P2_VERTEX_REGION": "europe-west4",
+    "P2_VERTEX_PIPELINE_ROOT": "gs://my-bucket/p2-root",
+}
+
+
+def test_vertex_mode_submits_the_same_run_from_the_kfp_environment_to_vertex() -> None:
+    """P2_KFP_MODE=vertex: the subprocess submit, aimed at Vertex AI (the job
+    itself: pipeline/tests/test_vertex.py)."""
+    settings = P2Settings(_env_file=None, **VERTEX)
+    assert settings.mode == "vertex"
+    assert handoff.mode_arguments(settings) == [
+        "--mode", "vertex", "--pipeline-root", "gs://my-bucket/p2-root",
+        "--project", "my-project", "--region", "europe-west4", "--service-account", "",
+    ]  # fmt: skip
+    local = P2Settings(_env_file=None, P2_KFP_HOST="")
+    assert handoff.mode_arguments(local) == ["--mode", "local", "--pipeline-root", str(local.kfp_local_root)]
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ({"P2_VERTEX_PROJECT": ""}, "P2_KFP_MODE=vertex needs P2_VERTEX_PROJECT"),
+        ({"P2_VERTEX_REGION": "", "P2_VERTEX_PIPELINE_ROOT": ""}, "needs P2_VERTEX_REGION, P2_VERTEX_PIPELINE_ROOT"),
+        ({"P2_VERTEX_PIPELINE_ROOT": "s3://b/root"}, "must be a gs:// URI"),
+    ],
+)
+def test_an_incomplete_vertex_setting_is_refused_naming_the_variables(missing: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        P2Settings(_env_file=None, **(VERTEX | missing))

@@ -116,3 +116,32 @@ def test_release_py_is_the_command_the_makefile_and_ci_run():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ok  p4-retrain/p4-retrain" in done.stdout and "ok  p4-batch-score/p4-batch-score" in done.stdout
+
+
+# Prefect Cloud: the deploy job's two secrets (README, "Scale out"); checked here, never called.
+CLOUD = "https://api.prefect.cloud/api/accounts/0ff44498-d380-4d7b-bd68-9b52da03823f/workspaces/c8ab5a2f-b2a4-4ac5-9bc5-c6b7f4d1d3ec"
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ({"PREFECT_API_URL": CLOUD, "PREFECT_API_KEY": None}, "PREFECT_API_KEY is not set"),
+        ({"PREFECT_API_URL": "https://api.prefect.cloud/api/", "PREFECT_API_KEY": "pnu_x"}, "not a Prefect Cloud"),
+        (
+            {"PREFECT_API_URL": CLOUD, "PREFECT_API_KEY": "pnu_x", "PREFECT_API_AUTH_STRING": "admin:pw"},
+            "Prefect Cloud takes an API key",
+        ),
+    ],
+)
+def test_a_prefect_cloud_setting_that_cannot_work_stops_the_stage_before_any_request(settings, given, problem):
+    from deploy import check_prefect
+
+    with pytest.raises(P4Error, match=problem):
+        check_prefect(settings(**({"PREFECT_API_AUTH_STRING": None} | given)))  # make exports the stack's
+
+
+def test_a_prefect_cloud_workspace_with_its_key_passes_the_settings_check(settings) -> None:
+    from deploy import check_cloud
+
+    assert check_cloud(settings(PREFECT_API_URL=CLOUD, PREFECT_API_KEY="pnu_x", PREFECT_API_AUTH_STRING=None)) is True
+    assert check_cloud(settings(PREFECT_API_URL="http://127.0.0.1:4200/api")) is False

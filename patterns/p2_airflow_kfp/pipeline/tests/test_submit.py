@@ -6,6 +6,7 @@ same parameters only."""
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 import submit
@@ -98,3 +99,71 @@ def test_no_record_executes_once_and_records_it(monkeypatch: pytest.MonkeyPatch)
 def test_cluster_mode_needs_a_host() -> None:
     with pytest.raises(SubmitError, match="cluster mode needs --host"):
         submit._run_or_reuse(_args(mode="cluster", host=""), {}, None, {})
+
+
+class _Runs:
+    """What kfp.Client.get_run answers for one run, state after state (the
+    cluster itself runs only in GitHub Actions: .github/workflows/e2e-kind.yml)."""
+
+    def __init__(self, *states: str, error: str = "") -> None:
+        self.states, self.error, self.asked = list(states), error, 0
+
+    def get_run(self, run_id: str) -> argparse.Namespace:
+        self.asked += 1
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return argparse.Namespace(run_id=run_id, state=state, error=argparse.Namespace(message=self.error))
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _wait(runs: _Runs, timeout: float = 60):
+    clock = _Clock()
+    return submit.wait_for_run(runs, "run-1", timeout=timeout, poll=5, clock=clock, sleep=clock.sleep), clock
+
+
+def test_waiting_ends_when_the_run_succeeds() -> None:
+    runs = _Runs("PENDING", "RUNNING", "RUNNING", "SUCCEEDED")
+    finished, clock = _wait(runs)
+    assert finished.state == "SUCCEEDED" and runs.asked == 4 and clock.now == 15
+
+
+@pytest.mark.parametrize("states", [("RUNNING", "CANCELING"), ("RUNNING", "CANCELED")])
+def test_a_canceled_run_is_reported_canceled_not_waited_on(states: tuple[str, ...]) -> None:
+    runs = _Runs(*states)
+    with pytest.raises(submit.RunEnded, match=r"KFP run run-1 was canceled \(CANCEL") as ended:
+        _wait(runs, timeout=3600)
+    assert ended.value.state == "CANCELED" and runs.asked == 2  # kfp's own wait would poll for an hour
+
+
+def test_a_failed_run_names_its_state_and_error() -> None:
+    with pytest.raises(submit.RunEnded, match="KFP run run-1 ended FAILED: train: exit code 1") as ended:
+        _wait(_Runs("RUNNING", "FAILED", error="train: exit code 1"))
+    assert ended.value.state == "FAILED"
+
+
+def test_a_run_past_the_timeout_is_an_error_naming_the_option() -> None:
+    with pytest.raises(SubmitError, match=r"KFP run run-1 still RUNNING after 12 s \(--timeout\)"):
+        _wait(_Runs("RUNNING"), timeout=12)
+
+
+def test_the_result_reports_a_canceled_run_as_canceled(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    def canceled(*args):
+        raise submit.RunEnded("KFP run run-1 was canceled (CANCELED); submit it again to train", "CANCELED")
+
+    monkeypatch.setattr(submit, "read_record", lambda uri: None)
+    monkeypatch.setattr(submit, "run_cluster", canceled)
+    code = submit.main(
+        ["--mode", "cluster", "--host", "http://127.0.0.1:1", "--run-name", "r"]
+        + ["--dataset-uri", "s3://b/d", "--export-uri", "s3://b/runs/r"]
+    )
+    result = json.loads(capsys.readouterr().out.splitlines()[-1].removeprefix(submit.RESULT_PREFIX))
+    assert code == 1 and result["state"] == "CANCELED" and "was canceled" in result["error"]
