@@ -1,8 +1,9 @@
 """Pattern 4's image path against a real Docker engine and the local stack
 (marker `docker`, run by `make test-compose`, which starts an engine when none
-answers): `P4_BUILD=image make pattern-4` builds the flow image air-gapped
-where no registry answers, deploys it to a Docker work pool, and a Docker
-worker runs retraining and batch scoring inside it; with Docker answering and
+answers): with `P4_BUILD=image`, the build, deploy and run stages of `make
+pattern-4` build the flow image air-gapped where no registry answers, deploy it
+to a Docker work pool, and a Docker worker runs retraining and batch scoring
+inside it; with Docker answering and
 no base image to build from, the automatic mode ships source and says why;
 an explicit image build that cannot succeed stops with the reason.
 
@@ -54,11 +55,23 @@ def engine(stack: Stack) -> Iterator[None]:
     yield
 
 
+# Stages 3-5 of `make pattern-4`: build, deploy, run. Lint and test (stages 1-2) do not
+# depend on how the release ships; test_p4.py's cycle (p4_cycle) runs all five.
+STAGES = ("p4-build", "p4-deploy", "p4-worker", "p4-run")
+
+
 @pytest.fixture(scope="module")
-def image_cycle(stack: Stack, engine: None, p4_cycle: dict) -> dict:
-    """The commit's image cycle, after its source cycle (p4_cycle: the stack's first
-    release, whichever worker of `make test` these tests land on)."""
-    done = stack.make("pattern-4", env={"P4_BUILD": "image"}, timeout=1800)
+def source_release(stack: Stack) -> dict[str, str]:
+    """This commit shipped as source first, as `make patterns` does where no image can be built."""
+    done = stack.make(*STAGES, env={"P4_BUILD": "source"}, timeout=900)
+    assert done.returncode == 0, done.output[-6000:]
+    return parse_result(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def image_cycle(stack: Stack, engine: None, source_release: dict[str, str]) -> dict:
+    """The commit's image cycle, after its source release: a run of its own, not the source's."""
+    done = stack.make(*STAGES, env={"P4_BUILD": "image"}, timeout=1800)
     assert done.returncode == 0, done.output[-6000:]
     return {"output": done.output, "result": parse_result(done.stdout)}
 
@@ -134,15 +147,14 @@ def test_one_commit_shipped_as_source_then_as_its_image_runs_in_each(stack: Stac
     """A run of the commit's source snapshot never stands in for a run of its image,
     nor the other way round; a retry of either reuses its own run."""
     release, image_run = image_cycle["result"]["release"], image_cycle["result"]["retrain_run"]
-    stages = ("p4-build", "p4-deploy", "p4-worker", "p4-run")
-    source = stack.make(*stages, env={"P4_BUILD": "source"})
+    source = stack.make(*STAGES, env={"P4_BUILD": "source"})
     assert source.returncode == 0, source.output[-5000:]
     shipped = parse_result(source.stdout)
     # A source run of this commit (new here, or one an earlier test of the session made),
     # never the image's: its card checked out as a source card (exit 0).
     assert shipped["release"] == release and shipped["mode"] == "source" and shipped["status"] == "ok"
     assert shipped["retrain_run"] != image_run
-    again = stack.make(*stages, env={"P4_BUILD": "image"})
+    again = stack.make(*STAGES, env={"P4_BUILD": "image"})
     assert again.returncode == 0, again.output[-5000:]
     rerun = parse_result(again.stdout)
     assert rerun["mode"] == "image" and rerun["new_run"] == "false" and rerun["retrain_run"] == image_run
@@ -153,12 +165,13 @@ def test_auto_mode_with_docker_and_no_base_to_build_from_ships_source_and_says_w
     stack: Stack, engine: None, image_cycle: dict
 ) -> None:
     """The sequence that used to fail: `make test-all` leaves dockerd running, then
-    `make patterns` (P4_BUILD unset) must not try an image it cannot build."""
+    `make patterns` (P4_BUILD unset) must not try an image it cannot build (its build
+    stage decides: stages 3-5 here)."""
     if docker("image", "inspect", DEFAULT_BASE).returncode == 0 or registry_answers():
         pytest.skip(f"{DEFAULT_BASE} is on this engine or its registry answers: auto builds an image here")
     env = {k: v for k, v in stack.env.items() if k != "P4_BUILD"}
     # Another release than the image cycle's: for that one an image exists, and auto would run it.
-    done = run(["make", "--no-print-directory", "pattern-4", "P4_GIT_SHA=" + "a" * 40], env=env, timeout=900)
+    done = run(["make", "--no-print-directory", *STAGES, "P4_GIT_SHA=" + "a" * 40], env=env, timeout=900)
     assert done.returncode == 0, done.output[-5000:]
     assert (
         f"P4_BUILD=auto chose SOURCE: base image {DEFAULT_BASE} is not on this Docker engine "
