@@ -4,6 +4,9 @@
 # installed as root (or with sudo that asks no password). Playwright drives it
 # (infra/screenshots/browser.py): the browser builds Playwright downloads are not
 # reachable from every machine.
+# GitHub's ubuntu runners (ci.yml's `make test`) have both: /usr/bin/chromium links a
+# Chromium snapshot, /usr/bin/google-chrome is Chrome (checked upstream:
+# actions/runner-images images/ubuntu/scripts/build/install-google-chrome.sh at e5ed8c8a).
 set -euo pipefail
 
 found() {
