@@ -22,13 +22,15 @@ import base64
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 VIEWPORT = {"width": 1280, "height": 800}
+SETTLE_MS = 10_000
 
 # Console messages every load of these UIs prints that are not a fault of the page shown:
 # Chromium's own notice about a favicon the server does not have.
@@ -191,7 +193,10 @@ class Browser:
                     raise AssertionError(
                         f"{url} did not show {text!r} within {bound}{saved} ({exc.__class__.__name__})"
                     ) from None
-            page.wait_for_load_state("networkidle", timeout=self.timeout_ms)
+            # Settle: the UIs poll their APIs, so "no request for 500 ms" may never come; bounded.
+            with suppress(PlaywrightTimeout):
+                page.wait_for_load_state("networkidle", timeout=SETTLE_MS)
+            page.wait_for_timeout(500)  # transitions and charts drawn after the data arrived
             yield page, loaded
         finally:
             page.close()
