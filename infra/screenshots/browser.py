@@ -183,7 +183,7 @@ class Browser:
             for text in expect:
                 try:
                     page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=self.timeout_ms)
-                except Exception as exc:
+                except PlaywrightTimeout:
                     saved = ""
                     if failure_png is not None:
                         failure_png.parent.mkdir(parents=True, exist_ok=True)
@@ -191,7 +191,7 @@ class Browser:
                         saved = f"; the page as it was: {failure_png}"
                     bound = f"{self.timeout_ms / 1000:.0f} s"
                     raise AssertionError(
-                        f"{url} did not show {text!r} within {bound}{saved} ({exc.__class__.__name__})"
+                        f"{url} did not show {text!r} within {bound}{saved}"
                     ) from None
             # Settle: the UIs poll their APIs, so "no request for 500 ms" may never come; bounded.
             with suppress(PlaywrightTimeout):
