@@ -190,9 +190,7 @@ class Browser:
                         page.screenshot(path=str(failure_png))
                         saved = f"; the page as it was: {failure_png}"
                     bound = f"{self.timeout_ms / 1000:.0f} s"
-                    raise AssertionError(
-                        f"{url} did not show {text!r} within {bound}{saved}"
-                    ) from None
+                    raise AssertionError(f"{url} did not show {text!r} within {bound}{saved}") from None
             # Settle: the UIs poll their APIs, so "no request for 500 ms" may never come; bounded.
             with suppress(PlaywrightTimeout):
                 page.wait_for_load_state("networkidle", timeout=SETTLE_MS)

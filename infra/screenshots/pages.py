@@ -162,9 +162,23 @@ class Services:
 
     def prefect(self, path: str, body: dict | None = None) -> Any:
         method = "POST" if body is not None else "GET"
+        if method == "POST" and "Prefect-Csrf-Token" not in self._prefect_headers:
+            self._csrf()
         return self._call(
             "Prefect", method, f"{self.logins.prefect_api}/{path}", json=body, headers=self._prefect_headers
         )
+
+    def _csrf(self) -> None:
+        """Prefect's server refuses a write (its filters are POSTs) without a CSRF token when
+        it checks them (PREFECT_SERVER_CSRF_PROTECTION_ENABLED); 422: it does not."""
+        client = "make-screenshots"
+        url = f"{self.logins.prefect_api}/csrf-token"
+        try:
+            response = httpx.get(url, params={"client": client}, headers=self._prefect_headers, timeout=30)
+        except httpx.HTTPError as exc:
+            raise BrowserError(f"Prefect at {url} does not answer ({exc})", "start the stack: `make up`") from exc
+        if response.status_code == 200:
+            self._prefect_headers |= {"Prefect-Csrf-Token": response.json()["token"], "Prefect-Csrf-Client": client}
 
     def mlflow(self, endpoint: str, **params) -> Any:
         auth = (self.logins.mlflow_user, self.logins.mlflow_password) if self.logins.mlflow_user else None
@@ -251,7 +265,7 @@ def _p3(s: Services, r: dict[str, str]) -> dict[str, str]:
 
 
 def _p4(s: Services, r: dict[str, str]) -> dict[str, str]:
-    deployment = s.prefect("deployments/name/p4-github-actions-prefect/p4-retrain")
+    deployment = s.prefect("deployments/name/p4-retrain/p4-retrain")
     r["deployment_id"] = deployment["id"]
     r.setdefault("release", deployment["version"])
     if "retrain_run" not in r:
