@@ -151,6 +151,9 @@ class Browser:
                 "password": self.logins.mlflow_password,
             }
         context = self._browser.new_context(**options)
+        if ui == "prefect":
+            # The UI's theme is its own setting (localStorage `color-scheme`, JSON; dark unless set).
+            context.add_init_script("""window.localStorage.setItem('color-scheme', '"light"');""")
         if ui == "prefect" and self.logins.prefect_auth:
             encoded = base64.b64encode(self.logins.prefect_auth.encode()).decode()
             context.add_init_script(f"window.localStorage.setItem('prefect-password', {encoded!r});")

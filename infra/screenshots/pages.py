@@ -14,6 +14,7 @@ import base64
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from browser import BrowserError, Logins
@@ -95,7 +96,7 @@ PAGES = (
         "airflow-asset",
         "airflow",
         "/assets/{asset_id}",
-        ("p2_wine", "{etl_run}"),
+        ("p2_wine", "Triggered Dag Run", "{event_time}"),
         "Airflow: the asset p2_wine and the event the ETL run wrote",
     ),
     Page(
@@ -238,9 +239,12 @@ def _p2(s: Services, r: dict[str, str]) -> dict[str, str]:
             where = f"on the Airflow at {s.logins.airflow}"
             raise BrowserError(f"no successful p2_train DAG run {where}", "run `make pattern-2`")
         r["train_run"] = runs[0]["dag_run_id"]
-    if "etl_run" not in r:
-        events = s.airflow("dags/p2_train/dagRuns/" + r["train_run"] + "/upstreamAssetEvents")["asset_events"]
-        r["etl_run"] = events[-1]["source_run_id"]
+    events = s.airflow(f"dags/p2_train/dagRuns/{quote(r['train_run'], safe='')}/upstreamAssetEvents")["asset_events"]
+    if not events:
+        raise BrowserError(f"training run {r['train_run']} has no asset event", "run `make pattern-2`")
+    r.setdefault("etl_run", events[-1]["source_run_id"])
+    # The UI lists the event by its time (UTC, to the second), not by the ETL run's id.
+    r["event_time"] = events[-1]["timestamp"].replace("T", " ")[:19]
     assets = s.airflow("assets", name_pattern="p2_wine")["assets"]
     r["asset_id"] = str(assets[0]["id"])
     return r
