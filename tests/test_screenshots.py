@@ -162,7 +162,7 @@ def test_the_browser_waits_for_the_record_and_reports_console_errors_and_spinner
             with browser.open("mlflow", "/ok", ["p1-breast-cancer", "@ champion"]) as (page, loaded):
                 assert page.get_by_text("@ champion").is_visible() and loaded.console_errors == []
             with browser.open("prefect", "/console-error", ["@ champion"]) as (_, loaded):
-                assert loaded.console_errors == ["boom: the API answered 500"]
+                assert loaded.console_errors == [f"boom: the API answered 500 ({site}/console-error)"]
             failure = tmp_path / "spinner.png"
             refused = pytest.raises(AssertionError, match=r"/spinner did not show '@ champion' within 3 s")
             with refused, browser.open("prefect", "/spinner", ["@ champion"], failure):

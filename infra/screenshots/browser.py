@@ -32,9 +32,10 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 VIEWPORT = {"width": 1280, "height": 800}
 SETTLE_MS = 10_000
 
-# Console messages every load of these UIs prints that are not a fault of the page shown:
-# Chromium's own notice about a favicon the server does not have.
-IGNORED_CONSOLE = ("favicon.ico",)
+# Console messages these UIs print that are not a fault of the page shown: a favicon the
+# server does not have, and Prefect's flow-run page asking for its state's favicon before
+# the state has loaded (GET /ico/undefined.svg, 404; Prefect 3.8.8's UI).
+IGNORED_CONSOLE = ("/favicon.ico", "/ico/undefined.svg")
 
 
 class BrowserError(Exception):
@@ -172,14 +173,13 @@ class Browser:
         page = self._context(ui).new_page()
         url = self.logins.base(ui) + path
         loaded = Loaded(url)
-        page.on(
-            "console",
-            lambda msg: (
-                msg.type == "error"
-                and not any(i in (msg.text + str(msg.location.get("url", ""))) for i in IGNORED_CONSOLE)
-                and loaded.console_errors.append(msg.text)
-            ),
-        )
+
+        def console(msg) -> None:
+            source = str(msg.location.get("url", ""))
+            if msg.type == "error" and not any(i in msg.text + source for i in IGNORED_CONSOLE):
+                loaded.console_errors.append(f"{msg.text} ({source})" if source else msg.text)
+
+        page.on("console", console)
         page.on("pageerror", lambda exc: loaded.console_errors.append(f"uncaught: {exc}"))
         try:
             page.goto(url, wait_until="domcontentloaded", timeout=self.timeout_ms)
