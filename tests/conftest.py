@@ -549,16 +549,19 @@ def p4_cycle(stack: Stack) -> dict:
 # ---- the UIs in a real browser (marker `browser`) ------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ui(stack: Stack) -> Iterator:
     """Headless Chromium signed in to the session stack's UIs (infra/screenshots/browser.py);
-    Airflow's URL is the one make derives from STACK_AIRFLOW_PORT."""
+    Airflow's URL is the one make derives from STACK_AIRFLOW_PORT. One per test: Playwright's
+    sync API holds an event loop in the worker's thread while it is open, and no other
+    test on that worker may meet it (another browser, asyncio.run). Pages settle 3 s, not
+    a picture's 10: the test reads the console, and a picture is not taken."""
     from browser import Browser, Logins
     from playwright.sync_api import sync_playwright
 
     env = stack.env | {"P2_AIRFLOW_API_URL": f"http://127.0.0.1:{stack.env['STACK_AIRFLOW_PORT']}"}
     with sync_playwright() as playwright:
-        browser = Browser(playwright, Logins.from_env(env), timeout_s=90)
+        browser = Browser(playwright, Logins.from_env(env), timeout_s=90, settle_s=3)
         try:
             yield browser
         finally:

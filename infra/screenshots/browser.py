@@ -30,7 +30,10 @@ import httpx
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 VIEWPORT = {"width": 1280, "height": 800}
-SETTLE_MS = 10_000
+# After a page showed its record: how long to wait for its requests to go quiet. The
+# UIs poll their APIs, so quiet may never come; the bound is what a picture waits
+# (charts drawn late), and the tests take a shorter one (they read the console).
+SETTLE_S = 10.0
 
 # Console messages these UIs print that are not a fault of the page shown: a favicon the
 # server does not have, and Prefect's flow-run page asking for its state's favicon before
@@ -130,8 +133,8 @@ class Loaded:
 class Browser:
     """One Chromium, one signed-in context per UI (opened on first use)."""
 
-    def __init__(self, playwright, logins: Logins, timeout_s: float = 60):
-        self.logins, self.timeout_ms = logins, timeout_s * 1000
+    def __init__(self, playwright, logins: Logins, timeout_s: float = 60, settle_s: float = SETTLE_S):
+        self.logins, self.timeout_ms, self.settle_ms = logins, timeout_s * 1000, settle_s * 1000
         self._browser = playwright.chromium.launch(
             executable_path=chromium_path(),
             # --no-sandbox: root (CI here) cannot use Chromium's sandbox
@@ -196,7 +199,7 @@ class Browser:
                     raise AssertionError(f"{url} did not show {text!r} within {bound}{saved}") from None
             # Settle: the UIs poll their APIs, so "no request for 500 ms" may never come; bounded.
             with suppress(PlaywrightTimeout):
-                page.wait_for_load_state("networkidle", timeout=SETTLE_MS)
+                page.wait_for_load_state("networkidle", timeout=self.settle_ms)
             page.wait_for_timeout(500)  # transitions and charts drawn after the data arrived
             yield page, loaded
         finally:
