@@ -131,6 +131,8 @@ def site():
         "/ok": PAGE % "",
         "/console-error": PAGE % "<script>console.error('boom: the API answered 500')</script>",
         "/spinner": "<html><body><div class='spinner'>Loading...</div></body></html>",
+        # The text first in a hidden element, then shown (as on Prefect's deployment page).
+        "/hidden-first": "<html><body><span hidden>@ champion</span><p>@ champion</p></body></html>",
     }
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -161,6 +163,8 @@ def test_the_browser_waits_for_the_record_and_reports_console_errors_and_spinner
         try:
             with browser.open("mlflow", "/ok", ["p1-breast-cancer", "@ champion"]) as (page, loaded):
                 assert page.get_by_text("@ champion").is_visible() and loaded.console_errors == []
+            with browser.open("mlflow", "/hidden-first", ["@ champion"]) as (_, loaded):
+                assert loaded.console_errors == []
             with browser.open("prefect", "/console-error", ["@ champion"]) as (_, loaded):
                 assert loaded.console_errors == [f"boom: the API answered 500 ({site}/console-error)"]
             failure = tmp_path / "spinner.png"

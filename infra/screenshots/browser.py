@@ -188,7 +188,11 @@ class Browser:
             page.goto(url, wait_until="domcontentloaded", timeout=self.timeout_ms)
             for text in expect:
                 try:
-                    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=self.timeout_ms)
+                    # Any visible element with the text: the first in the page may be hidden
+                    # (Prefect's deployment page has a hidden SPAN.p-tag with the release
+                    # before the tags it shows; waiting on that one timed out in G12).
+                    shown = page.get_by_text(text, exact=False).filter(visible=True).first
+                    shown.wait_for(state="visible", timeout=self.timeout_ms)
                 except PlaywrightTimeout:
                     saved = ""
                     if failure_png is not None:
