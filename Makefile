@@ -326,6 +326,16 @@ endif
 	@$(UV) sync --locked --quiet --project $(ROOT)
 	@UV=$(UV) $(UV) run --locked --quiet --project $(ROOT) python $(ROOT)/infra/lineage/lineage.py "$$ID" $${ID_KIND:+--kind "$$ID_KIND"}
 
+# Pictures of the UIs (patterns/*/docs/img), which the READMEs show: the latest runs
+# on the stack, in headless Chromium (infra/screenshots; chromium.sh installs Debian's).
+.PHONY: screenshots _chromium
+screenshots: _uv _chromium ## Save the UI pictures the READMEs show (patterns/*/docs/img) from the running stack; run `make patterns` first
+	@$(UV) sync --locked --quiet --project $(ROOT)
+	@$(UV) run --locked --quiet --project $(ROOT) python $(ROOT)/infra/screenshots/shoot.py $(foreach p,$(PATTERN),--pattern $(p))
+
+_chromium:  # skipped when the browser tests are (PYTEST_ARGS="-m 'not browser'")
+	@$(if $(findstring not browser,$(PYTEST_ARGS)),:,bash $(ROOT)/infra/screenshots/chromium.sh)
+
 ##@ Quality
 .PHONY: test test-compose test-all lint bench bench-local bench-matrix bench-compose bench-p4-image
 test-all: _uv ## Every test in one session (.ci/run): `make test`, the restart/double-trigger battery, pattern 4's image path and the compose tier
@@ -341,7 +351,7 @@ test-fast: _uv ## Every pattern folder's own fast tests, no service (`uv run pyt
 # PYTEST_WORKERS=0 runs the session in one process.
 PYTEST_WORKERS ?= 2
 XDIST_ARGS = $(if $(filter 0,$(PYTEST_WORKERS)),-p no:xdist,-n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder)
-test: setup ## Run the test suite on the local tier (two workers, each starts its own stack on free ports); prints the 15 slowest tests
+test: setup _chromium ## Run the test suite on the local tier (two workers, each starts its own stack on free ports); prints the 15 slowest tests
 	@rc=0; $(UV) run --locked --project $(ROOT) pytest $(XDIST_ARGS) --durations=15 $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): that is a failure here" >&2; fi; \
 	  exit $$rc

@@ -30,6 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "infra" / "local"))
 import credentials  # noqa: E402 - the stacks' secrets files (infra/local/credentials.py, standard library only)
 
+sys.path.insert(0, str(REPO / "infra" / "screenshots"))
+import pages  # noqa: E402 - the UI pages the READMEs show (infra/screenshots/pages.py)
+
 PATTERNS = REPO / "patterns"
 RESULT_RE = re.compile(r"^Result: (.*)$", re.MULTILINE)
 UV = os.environ.get("UV", "uv")  # `uv run` exports its own path; `make test` runs pytest that way
@@ -552,3 +555,38 @@ def p4_cycle(stack: Stack) -> dict:
     done = stack.make("pattern-4", timeout=900)
     assert done.returncode == 0, done.output[-5000:]
     return {"output": done.output, "result": parse_result(done.stdout)}
+
+
+# ---- the UIs in a real browser (marker `browser`) ------------------------------------
+
+
+@pytest.fixture
+def ui(stack: Stack) -> Iterator:
+    """Headless Chromium signed in to the session stack's UIs (infra/screenshots/browser.py);
+    Airflow's URL is the one make derives from STACK_AIRFLOW_PORT. One per test: Playwright's
+    sync API holds an event loop in the worker's thread while it is open, and no other
+    test on that worker may meet it (another browser, asyncio.run). Pages settle 3 s, not
+    a picture's 10: the test reads the console, and a picture is not taken."""
+    from browser import Browser, Logins
+    from playwright.sync_api import sync_playwright
+
+    env = stack.env | {"P2_AIRFLOW_API_URL": f"http://127.0.0.1:{stack.env['STACK_AIRFLOW_PORT']}"}
+    with sync_playwright() as playwright:
+        browser = Browser(playwright, Logins.from_env(env), timeout_s=90, settle_s=3)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def check_ui(ui, pattern: str, result: dict[str, str]) -> dict[str, str]:
+    """Every page of `pattern` that its README shows (pages.PAGES) shows this run's
+    record (the fields of its Result line) and logs no console error. A page that
+    does not is saved under .state/test-browser/ and named in the failure. Returns
+    the records the pages were filled from."""
+    fields = pages.records(pattern, pages.Services(ui.logins), {k: v for k, v in result.items() if k[:1] != "_"})
+    for page in pages.pages_of(pattern):
+        failure = REPO / ".state" / "test-browser" / f"{page.name}-gw{WORKER}.png"
+        with ui.open(page.ui, page.url_path(fields), page.texts(fields), failure) as (_, loaded):
+            assert not loaded.console_errors, f"{loaded.url} logged errors: {loaded.console_errors}"
+    return fields

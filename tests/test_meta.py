@@ -24,6 +24,7 @@ GUIDE = "Choosing Your Orchestrator: A Startup's Guide to Airflow vs. Kubeflow P
 # A pattern README, in this order; operational detail (reliability, scale-out) on docs/operations.md.
 README_ORDER = ("What it shows", "Run", "Expected output", "Architecture", "Source of truth", "Copy into your project")
 README_MAX_LINES = 125
+PICTURES_MAX_LINES = 9
 
 
 def make_targets() -> set[str]:
@@ -61,7 +62,13 @@ def test_pattern_readme_reads_in_two_minutes(pattern: Path) -> None:
     """Run first, the idea before the plumbing, the rest on docs/operations.md."""
     readme = (pattern / "README.md").read_text()
     lines = readme.splitlines()
-    assert len(lines) <= README_MAX_LINES, f"{pattern.name}/README.md has {len(lines)} lines"
+    # The pictures (a table of screenshots, tests/test_screenshots.py) are looked at, not read:
+    # their section has a bound of its own, and the text around them keeps README_MAX_LINES.
+    pictures = re.search(r"^## What you will see\n.*?(?=^## )", readme, re.MULTILINE | re.DOTALL)
+    shown = pictures.group(0).splitlines() if pictures else []
+    assert len(shown) <= PICTURES_MAX_LINES, f"{pattern.name}/README.md: 'What you will see' has {len(shown)} lines"
+    text_lines = len(lines) - len(shown)
+    assert text_lines <= README_MAX_LINES, f"{pattern.name}/README.md has {text_lines} lines besides the pictures"
     headings = [line[3:].strip() for line in lines if line.startswith("## ")]
     found = []
     for name in README_ORDER:

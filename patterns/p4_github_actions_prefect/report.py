@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import confusion_matrix
 
 from errors import P4Error, say
 from settings import PATTERN_DIR, load_settings
-from train import fit_and_evaluate, read_csv, split
+from train import fit_and_evaluate, read_csv, scores, split
 
 REPORT, PICTURE = "report.md", "confusion_matrix.png"
 
@@ -63,13 +63,6 @@ def in_service(data, X_test: np.ndarray, y_test: np.ndarray) -> dict[str, Any]:
     except (BotoCoreError, ClientError) as exc:
         return {"why_not": f"the model store did not answer ({exc})"}
     return {"card": card, "metrics": scores(y_test, predicted)}
-
-
-def scores(y_test: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    return {
-        "accuracy": round(float(accuracy_score(y_test, predicted)), 4),
-        "f1_macro": round(float(f1_score(y_test, predicted, average="macro")), 4),
-    }
 
 
 def draw(matrix: np.ndarray, labels: list[str], path: Path) -> None:

@@ -69,14 +69,16 @@ def fit_and_evaluate(
     X_train, X_test, y_train, y_test = split(data, test_size=test_size, seed=seed)
     model = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth or None, random_state=seed, n_jobs=1)
     model.fit(X_train, y_train)
-    predicted = model.predict(X_test)
-    metrics = {
-        "accuracy": round(float(accuracy_score(y_test, predicted)), 4),
-        "f1_macro": round(float(f1_score(y_test, predicted, average="macro")), 4),
-        "n_train": len(y_train),
-        "n_test": len(y_test),
-    }
+    metrics = scores(y_test, model.predict(X_test)) | {"n_train": len(y_train), "n_test": len(y_test)}
     return model, metrics
+
+
+def scores(y_true: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro F1, rounded as the model card records them."""
+    return {
+        "accuracy": round(float(accuracy_score(y_true, predicted)), 4),
+        "f1_macro": round(float(f1_score(y_true, predicted, average="macro")), 4),
+    }
 
 
 def predict(model: RandomForestClassifier, features: list[str], batch: Dataset) -> np.ndarray:

@@ -13,7 +13,16 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import PATTERNS, RESULT_RE, Stack, free_port, parse_result, remove_loop_batches, wait_for
+from conftest import (
+    PATTERNS,
+    RESULT_RE,
+    Stack,
+    check_ui,
+    free_port,
+    parse_result,
+    remove_loop_batches,
+    wait_for,
+)
 
 P1 = PATTERNS / "p1_prefect_mlflow"
 MODEL = "p1-breast-cancer"
@@ -36,6 +45,14 @@ def first_run(p1_first_run: dict[str, str]) -> dict[str, str]:
 
 
 # ---- smoke ------------------------------------------------------------------------
+@pytest.mark.browser
+def test_the_pages_the_readme_shows_show_the_first_run(ui, first_run: dict[str, str]) -> None:
+    """Prefect's flow run and summary artifact, MLflow's run, confusion matrix and model
+    with `champion`: loaded in Chromium, with this run's names on them (tests/conftest.py check_ui)."""
+    fields = check_ui(ui, "p1_prefect_mlflow", first_run)
+    assert fields["prefect_flow_run"] == first_run["prefect_flow_run"] and fields["version"] == first_run["version"]
+
+
 def test_first_run_registers_champion_with_lineage(stack: Stack, first_run: dict[str, str]) -> None:
     assert first_run["status"] == "ok"
     assert first_run["decision"] == "promoted", first_run["_output"][-2000:]

@@ -25,6 +25,7 @@ from conftest import (
     PATTERNS,
     REPO,
     Stack,
+    check_ui,
     commit_of,
     free_port,
     in_env,
@@ -277,6 +278,14 @@ def first_run(stack: Stack, p2: dict[str, str]) -> Iterator[dict[str, str]]:
     finally:
         stopped = stack.make("_p2-airflow-stop", env=p2)
         assert stopped.returncode == 0, stopped.output[-2000:]
+
+
+@pytest.mark.browser
+def test_the_pages_the_readme_shows_show_the_first_run(ui, first_run: dict[str, str]) -> None:
+    """Airflow's UI: the training DAG run in state success, and the asset p2_wine with the
+    event the ETL run wrote (tests/conftest.py check_ui), while the services still run."""
+    fields = check_ui(ui, "p2_airflow_kfp", first_run)
+    assert fields["etl_run"] == first_run["etl_run"] and fields["train_run"] == first_run["train_run"]
 
 
 def test_smoke_the_scheduler_trains_on_the_dataset_the_asset_event_names(

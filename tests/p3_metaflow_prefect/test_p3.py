@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import PATTERNS, Stack, finish, free_port, parse_result, wait_for
+from conftest import PATTERNS, Stack, check_ui, finish, free_port, parse_result, wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -73,10 +73,16 @@ def run_flow(stack: Stack, p3: dict[str, str], *args: str, **env: str):
 
 
 # ---- the fan-out, as a user runs it -----------------------------------------------
-def test_fan_out_runs_on_two_workers_with_lineage_both_ways(stack: Stack, p3: dict[str, str]) -> None:
+@pytest.fixture(scope="module")
+def first_fan_out(stack: Stack, p3: dict[str, str]):
+    """`make pattern-3`, once for the module: its output and its Result fields."""
     done = stack.make("pattern-3", env=p3, timeout=900)
     assert done.returncode == 0, done.output[-5000:]
-    result = parse_result(done.stdout)
+    return done, parse_result(done.stdout)
+
+
+def test_fan_out_runs_on_two_workers_with_lineage_both_ways(stack: Stack, p3: dict[str, str], first_fan_out) -> None:
+    done, result = first_fan_out
     assert result["pattern"] == "p3" and result["status"] == "ok"
     assert result["runs"] == "4" and int(result["workers"]) >= 2
     assert result["data_sha256"] == DIGITS_SHA[:12]
@@ -192,6 +198,15 @@ def _worker_running_train_step(workers: dict[str, int]) -> tuple[str, int] | Non
                 if ancestor == worker:
                     return name, worker
     return None
+
+
+@pytest.mark.browser
+def test_the_pages_the_readme_shows_show_the_fan_out(ui, first_fan_out) -> None:
+    """Prefect's UI: the fan-out table with the best Metaflow run, and the work pool with
+    both workers (tests/conftest.py check_ui)."""
+    _, result = first_fan_out
+    fields = check_ui(ui, "p3_metaflow_prefect", result)
+    assert fields["best"] == result["best"] and fields["work_pool"] == "p3-metaflow"
 
 
 # ---- bad input: a clear error naming the Metaflow pathspec, exit 1 ------------------

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PATTERNS, REPO, Stack, free_port, parse_result
+from conftest import PATTERNS, REPO, Stack, check_ui, free_port, parse_result
 
 pytestmark = pytest.mark.stack
 
@@ -122,6 +122,14 @@ def test_local_cycle_runs_every_stage_in_order_and_ships_a_model(stack: Stack, c
         "print(predict(m, c['features'], read_csv(__import__('pathlib').Path('data/wine.csv')))[:3].tolist())",
     )
     assert check.returncode == 0 and check.stdout.strip() == "[0, 0, 0]", check.output[-2000:]
+
+
+@pytest.mark.browser
+def test_the_pages_the_readme_shows_show_the_release(ui, cycle: dict) -> None:
+    """Prefect's UI: the deployment with the commit SHA as its version, and the retraining
+    run's model card naming that release (tests/conftest.py check_ui)."""
+    fields = check_ui(ui, "p4_github_actions_prefect", cycle["result"])
+    assert fields["release"] == cycle["result"]["release"]
 
 
 @pytest.mark.failure_mode
